@@ -1,0 +1,55 @@
+# provisiond: `make run` serves on 127.0.0.1:8080 with ./data; `make test`
+# runs the whole suite. Both first install what is missing (Debian packages,
+# Python test tools), quickly when everything is there.
+
+SWIFT        ?= swift
+HOST         ?= 127.0.0.1
+PORT         ?= 8080
+DATA_DIR     ?= ./data
+DEB_PACKAGES := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config curl wrk nginx-light
+PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest
+PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e check-openapi bench clean
+
+run: deps release
+	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+
+build: deps-debian
+	$(SWIFT) build
+
+release: deps-debian
+	$(SWIFT) build -c release
+
+test: deps check-openapi test-swift test-e2e
+
+deps: deps-debian deps-python
+
+deps-debian:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+deps-python:
+	@python3 -c "import $(PY_IMPORTS)" 2>/dev/null || \
+		python3 -m pip install -q --disable-pip-version-check $(PY_PACKAGES)
+
+check-openapi:
+	python3 -m openapi_spec_validator openapi.yaml
+
+test-swift: build
+	$(SWIFT) test
+
+# End-to-end tests: the built binary, real receivers, curl and a Standard
+# Webhooks verifier we did not write.
+test-e2e: build
+	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+
+bench: deps release
+	bench/run-all.sh
+
+clean:
+	rm -rf .build

@@ -1,0 +1,56 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "provisiond",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "provisiond", targets: ["provisiond"]),
+        .library(name: "HTTPServer", targets: ["HTTPServer"]),
+        .library(name: "Provisioning", targets: ["Provisioning"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"4.0.0"),
+    ],
+    targets: [
+        // C libraries from Debian, wrapped as system-library modules.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        // epoll and eventfd, which Glibc does not export.
+        .systemLibrary(name: "CLinux"),
+        .target(
+            name: "HTTPServer",
+            dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Provisioning",
+            dependencies: [
+                "HTTPServer", "CSQLite", "CCurl",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "provisiond",
+            dependencies: [
+                "HTTPServer", "Provisioning",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "HTTPServer", "CSQLite"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["HTTPServer"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

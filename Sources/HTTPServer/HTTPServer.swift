@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+
+public typealias HTTPHandler = @Sendable (HTTPRequest) async -> HTTPResponse
+
+/// What every connection shares: limits, the handler, and counters.
+final class ServerContext: Sendable {
+    let limits: HTTPLimits
+    let handler: HTTPHandler
+    let sweepIntervalMs: Int
+    private let openConnections = Atomic<Int>(0)
+    private let shuttingDown = Atomic<Bool>(false)
+
+    init(limits: HTTPLimits, handler: @escaping HTTPHandler) {
+        self.limits = limits
+        self.handler = handler
+        // Check deadlines often enough for the shortest timeout to be kept to within ~25%.
+        let shortest = [limits.headTimeout, limits.bodyTimeout, limits.idleTimeout, limits.writeTimeout].min()!
+        sweepIntervalMs = max(5, min(250, Int(shortest.nanoseconds / 4_000_000)))
+    }
+
+    func admitConnection() -> Bool {
+        let (_, ok) = openConnections.wrappingAdd(1, ordering: .relaxed)
+        _ = ok
+        if openConnections.load(ordering: .relaxed) > limits.maxConnections {
+            openConnections.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseConnection() { openConnections.wrappingSubtract(1, ordering: .relaxed) }
+
+    var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .relaxed) }
+    func markShuttingDown() { shuttingDown.store(true, ordering: .relaxed) }
+}
+
+/// A general HTTP/1.1 server on POSIX sockets and epoll, one event loop per
+/// core. It knows nothing of what the handler serves.
+public final class HTTPServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        public var eventLoopCount: Int
+        public var limits: HTTPLimits
+
+        public init(host: String = "127.0.0.1", port: Int = 8080, eventLoopCount: Int = 0, limits: HTTPLimits = HTTPLimits()) {
+            self.host = host
+            self.port = port
+            self.eventLoopCount = eventLoopCount
+            self.limits = limits
+        }
+    }
+
+    private let configuration: Configuration
+    private let context: ServerContext
+    private let loops: [EventLoop]
+    private let listener = Mutex<(fd: Int32, port: Int)?>(nil)
+    private let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "http"), handler: @escaping HTTPHandler) throws {
+        self.configuration = configuration
+        self.logger = logger
+        context = ServerContext(limits: configuration.limits, handler: handler)
+        let count = configuration.eventLoopCount > 0 ? configuration.eventLoopCount : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        loops = try (0..<max(1, count)).map { try EventLoop(name: "http-loop-\($0)") }
+    }
+
+    /// Binds and starts serving; returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() throws -> Int {
+        let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port)
+        listener.withLock { $0 = (fd, port) }
+        for loop in loops { loop.start(server: context, listenerFD: fd) }
+        return port
+    }
+
+    public var port: Int? { listener.withLock { $0?.port } }
+
+    public var openConnections: Int { context.connectionCount }
+
+    /// Stops accepting, lets in-flight requests finish for up to
+    /// `gracePeriod`, closes idle connections, then stops the loops.
+    public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        context.markShuttingDown()
+        for loop in loops { loop.execute { loop.beginShutdown() } }
+        let deadline = ContinuousClock.now + gracePeriod
+        while context.connectionCount > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        for loop in loops { loop.execute { loop.forceCloseAll() } }
+        for loop in loops { loop.requestStop() }
+        while !loops.allSatisfy(\.hasFinished) {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        if let (fd, _) = listener.withLock({ $0 }) {
+            close(fd)
+            listener.withLock { $0 = nil }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+import HTTPServer
+
+public enum DeliveryState: Int, Sendable, CaseIterable {
+    case pending = 0
+    case delivered = 1
+    case failed = 2
+
+    public var name: String {
+        switch self {
+        case .pending: return "pending"
+        case .delivered: return "delivered"
+        case .failed: return "failed"
+        }
+    }
+
+    public init?(name: String) {
+        guard let state = DeliveryState.allCases.first(where: { $0.name == name }) else { return nil }
+        self = state
+    }
+}
+
+public enum TenantStatus: String, Sendable, CaseIterable {
+    case pending, provisioned, failed
+
+    /// `failed` if any delivery failed, else `pending` if any is pending, else `provisioned`.
+    init(deliveries: [DeliveryState]) {
+        if deliveries.contains(.failed) {
+            self = .failed
+        } else if deliveries.contains(.pending) {
+            self = .pending
+        } else {
+            self = .provisioned
+        }
+    }
+}
+
+/// A delivery as seen from its tenant or its subscription.
+public struct Delivery: Sendable {
+    public var subscriptionId: String
+    public var subscriptionName: String
+    public var tenantId: String
+    public var domain: String
+    public var eventId: String
+    public var state: DeliveryState
+    public var attempts: Int
+    public var lastAttemptAt: Int64?
+    public var lastStatus: Int?
+    public var lastError: String?
+    public var nextAttemptAt: Int64?
+    public var deliveredAt: Int64?
+}
+
+public struct Tenant: Sendable {
+    public var id: String
+    /// The webhook `data` object: id, domain, admin, plan, attributes, createdAt.
+    public var data: JSON
+    public var deliveries: [Delivery]
+
+    public var status: TenantStatus { TenantStatus(deliveries: deliveries.map(\.state)) }
+}
+
+public struct DeliveryCounts: Sendable {
+    public var pending = 0
+    public var delivered = 0
+    public var failed = 0
+}
+
+public struct Subscription: Sendable {
+    public var seq: Int64
+    public var id: String
+    public var name: String
+    public var url: String
+    public var deliver: String
+    public var paused: Bool
+    public var createdAt: Int64
+    public var counts: DeliveryCounts
+}
+
+public struct Page<Item: Sendable>: Sendable {
+    public var items: [Item]
+    /// The cursor for the next page; nil on the last.
+    public var next: String?
+}

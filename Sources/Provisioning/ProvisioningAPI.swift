@@ -1,0 +1,210 @@
+import HTTPServer
+import Logging
+
+/// The HTTP API of CONTRACT.md: authentication first, then routing, then
+/// handlers that validate input fully before they change anything.
+struct ProvisioningAPI: Sendable {
+    let store: TopicStore
+    let token: [UInt8]
+    let metrics: Metrics
+    let logger: Logger
+    /// Called after a commit that created deliveries, to wake the dispatcher.
+    let deliveriesCreated: @Sendable () -> Void
+    /// Called after a `deliver: all` subscription was created.
+    let backfillRequested: @Sendable () -> Void
+
+    func makeHandler() -> HTTPHandler {
+        let router = makeRouter()
+        return { request in
+            let route: String
+            let response: HTTPResponse
+            let match = router.match(request)
+            switch match {
+            case .found(let found, _): route = found.pattern
+            default: route = "unmatched"
+            }
+            if ProvisioningAPI.isProtected(request), !authorized(request) {
+                var headers = HTTPHeaders()
+                headers.add("WWW-Authenticate", "Bearer")
+                let detail = request.headers["Authorization"] == nil
+                    ? "Authorization header missing: send Authorization: Bearer <token>"
+                    : "Authorization header does not carry a valid bearer token"
+                response = .problem(401, detail: detail, headers: headers)
+            } else {
+                response = await router.respond(to: request)
+            }
+            metrics.request(method: request.method, route: route, status: response.status)
+            return response
+        }
+    }
+
+    static func isProtected(_ request: HTTPRequest) -> Bool {
+        guard let first = request.pathSegments.first else { return false }
+        return first == "tenants" || first == "subscriptions"
+    }
+
+    func authorized(_ request: HTTPRequest) -> Bool {
+        guard let header = request.headers["Authorization"] else { return false }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return false }
+        return APIToken.constantTimeEquals(Array(parts[1].trimmingCharacters(in: .whitespaces).utf8), token)
+    }
+
+    private func makeRouter() -> Router {
+        var router = Router()
+        router.get("/healthz") { _ in .json(200, .object([("status", .string("ok"))])) }
+        router.get("/readyz") { _ in
+            await store.isUsable()
+                ? .json(200, .object([("status", .string("ok"))]))
+                : .problem(503, detail: "database: not usable")
+        }
+        router.get("/metrics") { _ in
+            let backlog = (try? await store.backlog()) ?? []
+            return .text(200, metrics.render(backlog: backlog), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
+        router.post("/tenants") { request in await handle { try await createTenant(request) } }
+        router.get("/tenants") { request in await handle { try await listTenants(request) } }
+        router.get("/tenants/{id}") { request in
+            await handle {
+                guard let tenant = try await store.tenant(id: request.pathParameters["id"]!) else {
+                    return .problem(404, detail: "id: no tenant \(request.pathParameters["id"]!)")
+                }
+                return .json(200, Representation.tenant(tenant))
+            }
+        }
+        router.post("/subscriptions") { request in await handle { try await createSubscription(request) } }
+        router.get("/subscriptions") { _ in
+            await handle {
+                let subscriptions = try await store.subscriptions()
+                return .json(200, .object([("items", .array(subscriptions.map { Representation.subscription($0) }))]))
+            }
+        }
+        router.get("/subscriptions/{id}") { request in
+            await handle {
+                let id = request.pathParameters["id"]!
+                guard let subscription = try await store.subscription(id: id) else { return notFound(id) }
+                return .json(200, Representation.subscription(subscription))
+            }
+        }
+        router.patch("/subscriptions/{id}") { request in
+            await handle {
+                let patch = try SubscriptionPatch.parse(request.body)
+                let id = request.pathParameters["id"]!
+                guard let subscription = try await store.updateSubscription(id: id, patch) else { return notFound(id) }
+                if patch.paused == false || patch.url != nil { deliveriesCreated() }
+                return .json(200, Representation.subscription(subscription))
+            }
+        }
+        router.delete("/subscriptions/{id}") { request in
+            await handle {
+                let id = request.pathParameters["id"]!
+                guard try await store.deleteSubscription(id: id) else { return notFound(id) }
+                return HTTPResponse(status: 204)
+            }
+        }
+        router.get("/subscriptions/{id}/secret") { request in
+            await handle {
+                let id = request.pathParameters["id"]!
+                guard let secret = try await store.secret(subscriptionId: id) else { return notFound(id) }
+                return .json(200, .object([("secret", .string(secret))]))
+            }
+        }
+        router.get("/subscriptions/{id}/deliveries") { request in
+            await handle {
+                var filter = TopicStore.DeliveryFilter()
+                filter.limit = try ProvisioningAPI.limit(request)
+                filter.after = request.queryValue("after")
+                if let state = request.queryValue("state") {
+                    guard let parsed = DeliveryState(name: state) else {
+                        throw InvalidRequest(field: "state", message: "must be pending, delivered or failed")
+                    }
+                    filter.state = parsed
+                }
+                let id = request.pathParameters["id"]!
+                guard let page = try await store.deliveries(subscriptionId: id, filter) else { return notFound(id) }
+                return .json(200, Representation.page(page, Representation.deliveryItem))
+            }
+        }
+        router.post("/subscriptions/{id}/retry") { request in
+            await handle {
+                let id = request.pathParameters["id"]!
+                guard let count = try await store.retryFailed(subscriptionId: id) else { return notFound(id) }
+                if count > 0 { deliveriesCreated() }
+                return .json(202, .object([("requeued", .int(count))]))
+            }
+        }
+        return router
+    }
+
+    private func notFound(_ id: String) -> HTTPResponse {
+        .problem(404, detail: "id: no subscription \(id)")
+    }
+
+    private func createTenant(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let tenantRequest = try TenantRequest.parse(request.body)
+        switch try await store.publish(tenantRequest) {
+        case .created(let tenant):
+            metrics.tenantCreated()
+            deliveriesCreated()
+            var headers = HTTPHeaders()
+            headers.add("Location", "/tenants/\(tenant.id)")
+            return .json(202, Representation.tenant(tenant), headers: headers)
+        case .existing(let tenant):
+            return .json(200, Representation.tenant(tenant))
+        case .conflict(let existingId):
+            return .problem(409, detail: "domain: \(tenantRequest.domain) already exists (tenant \(existingId)) with a different request")
+        }
+    }
+
+    private func listTenants(_ request: HTTPRequest) async throws -> HTTPResponse {
+        var filter = TopicStore.TenantFilter()
+        filter.limit = try ProvisioningAPI.limit(request)
+        filter.after = request.queryValue("after")
+        filter.domain = request.queryValue("domain")
+        if let status = request.queryValue("status") {
+            guard let parsed = TenantStatus(rawValue: status) else {
+                throw InvalidRequest(field: "status", message: "must be pending, provisioned or failed")
+            }
+            filter.status = parsed
+        }
+        let page = try await store.tenants(filter)
+        return .json(200, Representation.page(page, Representation.tenant))
+    }
+
+    private func createSubscription(_ request: HTTPRequest) async throws -> HTTPResponse {
+        let subscriptionRequest = try SubscriptionRequest.parse(request.body)
+        switch try await store.createSubscription(subscriptionRequest) {
+        case .created(let subscription, let secret):
+            if subscriptionRequest.deliverAll { backfillRequested() }
+            var headers = HTTPHeaders()
+            headers.add("Location", "/subscriptions/\(subscription.id)")
+            return .json(201, Representation.subscription(subscription, secret: secret), headers: headers)
+        case .nameTaken:
+            return .problem(409, detail: "name: a subscription named \(subscriptionRequest.name) already exists")
+        }
+    }
+
+    static func limit(_ request: HTTPRequest) throws -> Int {
+        guard let text = request.queryValue("limit") else { return 100 }
+        guard let limit = Int(text), (1...500).contains(limit) else {
+            throw InvalidRequest(field: "limit", message: "must be a whole number from 1 to 500")
+        }
+        return limit
+    }
+
+    /// Maps errors to problem documents: bad input is 400 and changed nothing;
+    /// a database failure is 503 so clients retry.
+    private func handle(_ body: () async throws -> HTTPResponse) async -> HTTPResponse {
+        do {
+            return try await body()
+        } catch let invalid as InvalidRequest {
+            return .problem(400, detail: invalid.description)
+        } catch let error as SQLiteError {
+            logger.error("database error: \(error)")
+            return .problem(503, detail: "database: \(error.message); try again")
+        } catch {
+            logger.error("unexpected error: \(error)")
+            return .problem(500, detail: "internal error")
+        }
+    }
+}

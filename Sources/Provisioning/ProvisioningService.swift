@@ -1,0 +1,75 @@
+import Foundation
+import HTTPServer
+import Logging
+import Synchronization
+
+/// Wires the pieces: the store (durable topic), the HTTP API and server, the
+/// webhook dispatcher, and the `deliver: all` catch-up.
+public final class ProvisioningService: Sendable {
+    public let configuration: ServiceConfiguration
+    public let store: TopicStore
+    let server: HTTPServer
+    let metrics = Metrics()
+    let logger: Logger
+    private let backfill: BackfillRunner
+
+    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let directory = configuration.dataDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StartupFailure("data dir \(directory): cannot create it (\(error.localizedDescription))")
+        }
+        guard access(directory, W_OK | X_OK) == 0 else {
+            throw StartupFailure("data dir \(directory): not writable")
+        }
+        let (token, source) = try APIToken.resolve(given: configuration.apiToken, dataDirectory: directory)
+        switch source {
+        case .given: break
+        case .generated(let path), .stored(let path): logger.info("api token stored in \(path)")
+        }
+        do {
+            store = try TopicStore(directory: directory)
+        } catch {
+            throw StartupFailure("data dir \(directory): cannot open the database (\(error))")
+        }
+        var limits = HTTPLimits()
+        limits.maxBodyBytes = 1 << 20
+        limits.maxHeadBytes = 16 * 1024
+        let serverConfiguration = HTTPServer.Configuration(
+            host: configuration.host, port: configuration.port, eventLoopCount: configuration.eventLoops, limits: limits)
+        let store = self.store
+        let metrics = self.metrics
+        let backfill = BackfillRunner(store: store, logger: logger, batchDone: {})
+        self.backfill = backfill
+        let api = ProvisioningAPI(
+            store: store, token: Array(token.utf8), metrics: metrics, logger: logger,
+            deliveriesCreated: {},
+            backfillRequested: { backfill.request() })
+        server = try HTTPServer(configuration: serverConfiguration, logger: logger, handler: api.makeHandler())
+    }
+
+    /// Starts serving; returns the bound port.
+    public func start() throws -> Int {
+        let count = (try? store.readers.readNow { db in try db.queryOne("SELECT count(*) FROM tenants") { Int($0.int(0)) } }) ?? nil
+        metrics.setTenantsTotal(count ?? 0)
+        backfill.request()  // resume an interrupted catch-up
+        do {
+            return try server.start()
+        } catch {
+            throw StartupFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
+    }
+
+    public var port: Int? { server.port }
+
+    /// Stops accepting, finishes in-flight requests, hands back in-flight
+    /// deliveries, and closes the database.
+    public func shutdown() async {
+        await server.shutdown(gracePeriod: .seconds(10))
+        await backfill.stop()
+        store.close()
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import HTTPServer
+
+/// Input that breaks a rule: the field's dotted path and what is wrong.
+public struct InvalidRequest: Error, Sendable, CustomStringConvertible {
+    public let field: String
+    public let message: String
+    public var description: String { "\(field): \(message)" }
+}
+
+/// Reads a JSON object body field by field, naming the field in every error.
+struct ObjectReader {
+    let members: [(String, JSON)]
+    let path: String
+
+    static func body(_ bytes: [UInt8]) throws(InvalidRequest) -> ObjectReader {
+        let value: JSON
+        do {
+            value = try JSON.parse(bytes)
+        } catch {
+            throw InvalidRequest(field: "body", message: "malformed JSON: \(error)")
+        }
+        guard let members = value.objectMembers else {
+            throw InvalidRequest(field: "body", message: "expected a JSON object, got \(value.typeName)")
+        }
+        return ObjectReader(members: members, path: "")
+    }
+
+    func fieldPath(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
+
+    func value(_ name: String) -> JSON? { members.first { $0.0 == name }?.1 }
+
+    func rejectUnknown(allowed: Set<String>, readOnly: Set<String> = []) throws(InvalidRequest) {
+        for (name, _) in members where !allowed.contains(name) {
+            throw InvalidRequest(field: fieldPath(name), message: readOnly.contains(name) ? "is read-only" : "unknown field")
+        }
+    }
+
+    func string(_ name: String, required: Bool) throws(InvalidRequest) -> String? {
+        guard let value = value(name) else {
+            if required { throw InvalidRequest(field: fieldPath(name), message: "is required") }
+            return nil
+        }
+        guard let string = value.stringValue else {
+            throw InvalidRequest(field: fieldPath(name), message: "expected a string, got \(value.typeName)")
+        }
+        return string
+    }
+
+    func object(_ name: String, required: Bool) throws(InvalidRequest) -> ObjectReader? {
+        guard let value = value(name) else {
+            if required { throw InvalidRequest(field: fieldPath(name), message: "is required") }
+            return nil
+        }
+        guard let members = value.objectMembers else {
+            throw InvalidRequest(field: fieldPath(name), message: "expected an object, got \(value.typeName)")
+        }
+        return ObjectReader(members: members, path: fieldPath(name))
+    }
+
+    func bool(_ name: String) throws(InvalidRequest) -> Bool? {
+        guard let value = value(name) else { return nil }
+        guard let bool = value.boolValue else {
+            throw InvalidRequest(field: fieldPath(name), message: "expected a boolean, got \(value.typeName)")
+        }
+        return bool
+    }
+}
+
+/// A validated `POST /tenants` body.
+public struct TenantRequest: Sendable {
+    public var domain: String
+    /// The admin object as given (only the known fields).
+    public var admin: JSON
+    public var plan: String?
+    public var attributes: JSON
+    /// Key-order-independent form of the whole request, for idempotency.
+    public var canonical: String
+
+    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantRequest {
+        let reader = try ObjectReader.body(body)
+        try reader.rejectUnknown(allowed: ["domain", "admin", "plan", "attributes"])
+        let domain = try reader.string("domain", required: true)!.lowercased()
+        try DomainName.validate(domain)
+
+        let adminReader = try reader.object("admin", required: true)!
+        try adminReader.rejectUnknown(allowed: ["username", "email", "firstName", "lastName"])
+        let username = try adminReader.string("username", required: true)!
+        guard !username.isEmpty else { throw InvalidRequest(field: "admin.username", message: "must not be empty") }
+        let email = try adminReader.string("email", required: true)!
+        guard email.contains("@") else { throw InvalidRequest(field: "admin.email", message: "must contain @") }
+        var admin: [(String, JSON)] = [("username", .string(username)), ("email", .string(email))]
+        if let first = try adminReader.string("firstName", required: false) { admin.append(("firstName", .string(first))) }
+        if let last = try adminReader.string("lastName", required: false) { admin.append(("lastName", .string(last))) }
+
+        let plan = try reader.string("plan", required: false)
+        let attributes = try reader.object("attributes", required: false).map { JSON.object($0.members) } ?? .object([])
+
+        let canonical = JSON.object([
+            ("domain", .string(domain)), ("admin", .object(admin)),
+            ("plan", .optional(plan)), ("attributes", attributes),
+        ]).canonical.text
+        return TenantRequest(domain: domain, admin: .object(admin), plan: plan, attributes: attributes, canonical: canonical)
+    }
+}
+
+enum DomainName {
+    /// Letters, digits and hyphens in dot-separated labels of 1-63 characters
+    /// that neither start nor end with a hyphen; two labels at least, 253 characters at most.
+    static func validate(_ domain: String) throws(InvalidRequest) {
+        func fail(_ message: String) -> InvalidRequest { InvalidRequest(field: "domain", message: message) }
+        guard !domain.isEmpty else { throw fail("must not be empty") }
+        guard domain.utf8.count <= 253 else { throw fail("longer than 253 characters") }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2 else { throw fail("needs at least two labels, like example.com") }
+        for label in labels {
+            guard !label.isEmpty else { throw fail("has an empty label") }
+            guard label.utf8.count <= 63 else { throw fail("has a label longer than 63 characters") }
+            guard label.utf8.allSatisfy({ ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 }) else {
+                throw fail("may contain only letters, digits, hyphens and dots")
+            }
+            guard label.first != "-", label.last != "-" else { throw fail("has a label starting or ending with a hyphen") }
+        }
+    }
+}
+
+/// A validated `POST /subscriptions` body.
+public struct SubscriptionRequest: Sendable {
+    public var name: String
+    public var url: String
+    public var secret: String?
+    public var deliverAll: Bool
+
+    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionRequest {
+        let reader = try ObjectReader.body(body)
+        try reader.rejectUnknown(allowed: ["name", "url", "secret", "deliver"])
+        let name = try reader.string("name", required: true)!
+        try SubscriptionRules.validateName(name)
+        let url = try reader.string("url", required: true)!
+        try SubscriptionRules.validateURL(url, field: "url")
+        let secret = try reader.string("secret", required: false)
+        if let secret { try SubscriptionRules.validateSecret(secret) }
+        let deliver = try reader.string("deliver", required: false) ?? "new"
+        guard deliver == "new" || deliver == "all" else {
+            throw InvalidRequest(field: "deliver", message: "must be \"new\" or \"all\"")
+        }
+        return SubscriptionRequest(name: name, url: url, secret: secret, deliverAll: deliver == "all")
+    }
+}
+
+/// A validated `PATCH /subscriptions/{id}` body.
+public struct SubscriptionPatch: Sendable {
+    public var url: String?
+    public var paused: Bool?
+
+    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionPatch {
+        let reader = try ObjectReader.body(body)
+        try reader.rejectUnknown(allowed: ["url", "paused"], readOnly: ["id", "name", "secret", "deliver", "createdAt", "counts"])
+        let url = try reader.string("url", required: false)
+        if let url { try SubscriptionRules.validateURL(url, field: "url") }
+        let paused = try reader.bool("paused")
+        guard url != nil || paused != nil else {
+            throw InvalidRequest(field: "body", message: "nothing to change: give url or paused")
+        }
+        return SubscriptionPatch(url: url, paused: paused)
+    }
+}
+
+enum SubscriptionRules {
+    static func validateName(_ name: String) throws(InvalidRequest) {
+        let bytes = Array(name.utf8)
+        func allowed(_ c: UInt8, first: Bool) -> Bool {
+            (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || (!first && (c == 95 || c == 45))
+        }
+        guard !bytes.isEmpty, bytes.count <= 63, allowed(bytes[0], first: true),
+              bytes.dropFirst().allSatisfy({ allowed($0, first: false) })
+        else {
+            throw InvalidRequest(field: "name", message: "must match ^[a-z0-9][a-z0-9_-]{0,62}$")
+        }
+    }
+
+    static func validateURL(_ url: String, field: String) throws(InvalidRequest) {
+        guard url.utf8.count <= 2048, url.utf8.allSatisfy({ $0 > 32 && $0 < 127 }),
+              let parsed = URLComponents(string: url),
+              let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
+              let host = parsed.host, !host.isEmpty
+        else {
+            throw InvalidRequest(field: field, message: "must be an absolute http or https URL")
+        }
+    }
+
+    static func validateSecret(_ secret: String) throws(InvalidRequest) {
+        guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: String(secret.dropFirst(6))), (24...64).contains(key.count) else {
+            throw InvalidRequest(field: "secret", message: "must be whsec_ followed by base64 of 24 to 64 random bytes")
+        }
+    }
+
+    static func generateSecret() -> String {
+        "whsec_" + Data(RandomToken.bytes(32)).base64EncodedString()
+    }
+}

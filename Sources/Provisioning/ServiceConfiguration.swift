@@ -1,0 +1,43 @@
+/// Everything `provisiond serve` can be told, already validated.
+public struct ServiceConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var dataDirectory = "./data"
+    /// nil: read or generate `<data-dir>/api-token`.
+    public var apiToken: String?
+    public var deliveryTimeout: Duration = .seconds(10)
+    public var retryInitial: Duration = .seconds(1)
+    public var retryMax: Duration = .seconds(600)
+    /// 0: retry until it succeeds.
+    public var maxAttempts = 0
+    public var maxInFlight = 32
+    /// 0: one event loop per core.
+    public var eventLoops = 0
+
+    public init() {}
+}
+
+/// Parses `250ms`, `2s`, `10m`, `1h` (and a plain number of seconds).
+public enum DurationParser {
+    public static func parse(_ text: String) -> Duration? {
+        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        for (suffix, millis) in units where text.hasSuffix(suffix) {
+            let number = text.dropLast(suffix.count)
+            // "ms" must not be read as "m" + "s": the loop tries "ms" first.
+            guard let value = Double(number), value >= 0, value.isFinite, !number.hasPrefix("+") else { return nil }
+            return .milliseconds(Int64(value * Double(millis)))
+        }
+        if let seconds = Double(text), seconds >= 0, seconds.isFinite, !text.hasPrefix("+") {
+            return .milliseconds(Int64(seconds * 1000))
+        }
+        return nil
+    }
+
+    public static func format(_ duration: Duration) -> String {
+        let ms = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+        if ms % 3_600_000 == 0 && ms > 0 { return "\(ms / 3_600_000)h" }
+        if ms % 60_000 == 0 && ms > 0 { return "\(ms / 60_000)m" }
+        if ms % 1000 == 0 { return "\(ms / 1000)s" }
+        return "\(ms)ms"
+    }
+}

@@ -1,0 +1,78 @@
+"""The real binary: start, health, flags, signals."""
+import os
+import stat
+import subprocess
+
+import requests
+
+from conftest import BIN, Provisiond
+
+
+def test_healthz_and_graceful_sigterm(service):
+    r = requests.get(service.url + "/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert service.stop() == 0
+    assert "stopped" in service.output()
+
+
+def test_generated_token_is_private_and_reused(data_dir):
+    first = Provisiond(data_dir).start()
+    token = first.token
+    path = os.path.join(data_dir, "api-token")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert f"api token stored in {path}" in first.output()
+    assert token not in first.output()
+    first.stop()
+    second = Provisiond(data_dir).start()
+    try:
+        assert second.token == token
+        r = requests.get(second.url + "/tenants", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200
+    finally:
+        second.stop()
+
+
+def run_bad(*args, env=None):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIOND_")}
+    full_env.update(env or {})
+    p = subprocess.run([BIN, "serve", *args], capture_output=True, text=True, timeout=30, env=full_env)
+    return p.returncode, p.stderr.strip().splitlines()
+
+
+def test_bad_flags_exit_2_with_one_line(tmp_path):
+    cases = [
+        ["--bogus"],
+        ["--port", "70000"],
+        ["--port", "abc"],
+        ["--delivery-timeout", "ten"],
+        ["--retry-initial", "5x"],
+        ["--max-attempts", "-1"],
+    ]
+    for args in cases:
+        code, lines = run_bad(*args, "--data-dir", str(tmp_path / "d"))
+        assert code == 2, (args, code, lines)
+        assert len(lines) == 1, (args, lines)
+
+
+def test_bad_environment_value_exits_2(tmp_path):
+    code, lines = run_bad("--data-dir", str(tmp_path / "d"), env={"PROVISIOND_PORT": "99999"})
+    assert code == 2 and len(lines) == 1 and "port" in lines[0]
+
+
+def test_unusable_data_dir_exits_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, lines = run_bad("--port", "0", "--data-dir", str(blocker / "sub"))
+    assert code == 2 and len(lines) == 1 and "data dir" in lines[0]
+
+
+def test_flag_beats_environment(data_dir):
+    s = Provisiond(data_dir, "--api-token", "from-flag", env={"PROVISIOND_API_TOKEN": "from-env"}).start()
+    try:
+        ok = requests.get(s.url + "/tenants", headers={"Authorization": "Bearer from-flag"})
+        env = requests.get(s.url + "/tenants", headers={"Authorization": "Bearer from-env"})
+        assert ok.status_code == 200 and env.status_code == 401
+    finally:
+        s.stop()
