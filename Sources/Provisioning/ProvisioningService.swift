@@ -12,6 +12,7 @@ public final class ProvisioningService: Sendable {
     let metrics = Metrics()
     let logger: Logger
     private let backfill: BackfillRunner
+    let dispatcher: Dispatcher
 
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -42,11 +43,20 @@ public final class ProvisioningService: Sendable {
             host: configuration.host, port: configuration.port, eventLoopCount: configuration.eventLoops, limits: limits)
         let store = self.store
         let metrics = self.metrics
-        let backfill = BackfillRunner(store: store, logger: logger, batchDone: {})
+        let dispatcher = Dispatcher(
+            store: store,
+            settings: Dispatcher.Settings(
+                policy: RetryPolicy(
+                    initial: configuration.retryInitial, maximum: configuration.retryMax,
+                    maxAttempts: configuration.maxAttempts),
+                deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight),
+            metrics: metrics, logger: logger)
+        self.dispatcher = dispatcher
+        let backfill = BackfillRunner(store: store, logger: logger, batchDone: { dispatcher.wake() })
         self.backfill = backfill
         let api = ProvisioningAPI(
             store: store, token: Array(token.utf8), metrics: metrics, logger: logger,
-            deliveriesCreated: {},
+            deliveriesCreated: { dispatcher.wake() },
             backfillRequested: { backfill.request() })
         server = try HTTPServer(configuration: serverConfiguration, logger: logger, handler: api.makeHandler())
     }
@@ -56,6 +66,7 @@ public final class ProvisioningService: Sendable {
         let count = (try? store.readers.readNow { db in try db.queryOne("SELECT count(*) FROM tenants") { Int($0.int(0)) } }) ?? nil
         metrics.setTenantsTotal(count ?? 0)
         backfill.request()  // resume an interrupted catch-up
+        dispatcher.start()  // pending deliveries from before a restart are due at once
         do {
             return try server.start()
         } catch {
@@ -70,6 +81,7 @@ public final class ProvisioningService: Sendable {
     public func shutdown() async {
         await server.shutdown(gracePeriod: .seconds(10))
         await backfill.stop()
+        await dispatcher.shutdown(grace: .seconds(5))
         store.close()
     }
 }

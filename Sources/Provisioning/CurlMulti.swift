@@ -1,0 +1,139 @@
+import CCurl
+import Foundation
+
+/// The process-wide libcurl initialisation, done once before any handle.
+private let curlGlobalInit: Void = {
+    curl_global_init(Int(CURL_GLOBAL_DEFAULT))
+}()
+
+/// One webhook POST: an easy handle with its headers and error buffer.
+final class WebhookAttempt {
+    let easy: UnsafeMutableRawPointer
+    let subscriptionSeq: Int64
+    let delivery: DueDelivery
+    let startedAt: Int64
+    private var headers: UnsafeMutablePointer<curl_slist>?
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+
+    init?(url: String, subscriptionSeq: Int64, delivery: DueDelivery, signer: WebhookSigner,
+          timeoutMs: Int, userAgent: String, now: Int64)
+    {
+        guard let easy = curl_easy_init() else { return nil }
+        self.easy = easy
+        self.subscriptionSeq = subscriptionSeq
+        self.delivery = delivery
+        self.startedAt = now
+        errorBuffer[0] = 0
+
+        let timestamp = now / 1000
+        for header in [
+            "Content-Type: application/json",
+            "webhook-id: \(delivery.eventId)",
+            "webhook-timestamp: \(timestamp)",
+            "webhook-signature: \(signer.signature(id: delivery.eventId, timestamp: timestamp, body: delivery.payload))",
+            "Expect:",  // no 100-continue round trip before the body
+        ] {
+            headers = curl_slist_append(headers, header)
+        }
+        provisiond_easy_setopt_string(easy, CURLOPT_URL, url)
+        provisiond_easy_setopt_string(easy, CURLOPT_PROTOCOLS_STR, "http,https")
+        provisiond_easy_setopt_long(easy, CURLOPT_POST, 1)
+        provisiond_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, delivery.payload.count)
+        delivery.payload.withUnsafeBytes { bytes in
+            // COPYPOSTFIELDS: curl keeps its own copy of the exact bytes that were signed.
+            _ = provisiond_easy_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+        }
+        provisiond_easy_setopt_slist(easy, CURLOPT_HTTPHEADER, headers)
+        provisiond_easy_setopt_string(easy, CURLOPT_USERAGENT, userAgent)
+        provisiond_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, timeoutMs)
+        provisiond_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 10_000))
+        provisiond_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)  // a redirect is a failed attempt
+        provisiond_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        provisiond_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)  // prefer multiplexing on an HTTP/2 connection
+        provisiond_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
+        // The receiver's answer body is not needed: read and drop it.
+        provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { _, size, count, _ in size * count }
+    }
+
+    deinit {
+        curl_easy_cleanup(easy)
+        curl_slist_free_all(headers)
+        errorBuffer.deallocate()
+    }
+
+    var responseStatus: Int? {
+        var code = 0
+        provisiond_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &code)
+        return code > 0 ? code : nil
+    }
+
+    func header(_ name: String) -> String? {
+        var header: UnsafeMutablePointer<curl_header>?
+        guard curl_easy_header(easy, name, 0, UInt32(CURLH_HEADER), -1, &header) == CURLHE_OK,
+              let value = header?.pointee.value
+        else { return nil }
+        return String(cString: value)
+    }
+
+    var errorDetail: String { String(cString: errorBuffer) }
+}
+
+/// libcurl's multi interface: many attempts at once on one thread, with
+/// connections kept alive and reused per receiver.
+final class CurlMulti {
+    let multi: UnsafeMutableRawPointer
+
+    init() {
+        _ = curlGlobalInit
+        multi = curl_multi_init()
+        provisiond_multi_setopt_long(multi, CURLMOPT_PIPELINING, Int(CURLPIPE_MULTIPLEX))
+        provisiond_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, 512)
+    }
+
+    deinit { curl_multi_cleanup(multi) }
+
+    func add(_ attempt: WebhookAttempt) { curl_multi_add_handle(multi, attempt.easy) }
+
+    func remove(_ attempt: WebhookAttempt) { curl_multi_remove_handle(multi, attempt.easy) }
+
+    func perform() {
+        var running: Int32 = 0
+        curl_multi_perform(multi, &running)
+    }
+
+    /// Handles that finished since the last call, with curl's result code.
+    func finished() -> [(UnsafeMutableRawPointer, CURLcode)] {
+        var done: [(UnsafeMutableRawPointer, CURLcode)] = []
+        var remaining: Int32 = 0
+        while let message = curl_multi_info_read(multi, &remaining) {
+            if message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle {
+                done.append((easy, message.pointee.data.result))
+            }
+        }
+        return done
+    }
+
+    /// Waits for socket activity, a curl timer, a wakeup, or the timeout.
+    func poll(timeoutMs: Int) {
+        var ready: Int32 = 0
+        curl_multi_poll(multi, nil, 0, Int32(max(0, timeoutMs)), &ready)
+    }
+
+    /// Interrupts `poll` from any thread.
+    func wakeup() { curl_multi_wakeup(multi) }
+
+    /// What went wrong, in words an operator understands.
+    static func describe(_ code: CURLcode, detail: String, timeoutMs: Int) -> String {
+        switch code {
+        case CURLE_COULDNT_CONNECT: return "connection refused" + (detail.isEmpty ? "" : " (\(detail))")
+        case CURLE_OPERATION_TIMEDOUT: return "timed out after \(DurationParser.format(.milliseconds(timeoutMs)))"
+        case CURLE_COULDNT_RESOLVE_HOST: return "host not found" + (detail.isEmpty ? "" : " (\(detail))")
+        case CURLE_GOT_NOTHING: return "connection closed without a response"
+        case CURLE_RECV_ERROR, CURLE_SEND_ERROR: return "connection reset" + (detail.isEmpty ? "" : " (\(detail))")
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE:
+            return "TLS error: " + (detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+        default:
+            return detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+
+/// What the dispatcher reads and writes: the work queue kept in SQLite. The
+/// dispatcher claims due deliveries in batches and never holds the backlog
+/// in memory; outcomes go back through the group-committing writer.
+struct SubscriptionTarget: Sendable, Equatable {
+    let seq: Int64
+    let id: String
+    let name: String
+    let url: String
+    let secret: String
+    let paused: Bool
+}
+
+struct DueDelivery: Sendable {
+    let seq: Int64
+    let attempts: Int
+    let eventId: String
+    let payload: [UInt8]
+    let createdAt: Int64
+}
+
+struct AttemptOutcome: Sendable {
+    let deliverySeq: Int64
+    let delivered: Bool
+    /// On failure: delivery gave up (max attempts reached).
+    let failed: Bool
+    let attemptedAt: Int64
+    let status: Int?
+    let error: String?
+    let nextAttemptAt: Int64?
+}
+
+extension TopicStore {
+    /// A read-only connection for the dispatcher's own thread.
+    func openQueueReader() throws -> SQLiteConnection {
+        let db = try SQLiteConnection(path: path)
+        try db.execute("PRAGMA query_only = ON")
+        return db
+    }
+
+    static func targets(_ db: SQLiteConnection) throws -> [SubscriptionTarget] {
+        try db.query("SELECT seq, id, name, url, secret, paused FROM subscriptions ORDER BY seq") { row in
+            SubscriptionTarget(
+                seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), secret: row.text(4),
+                paused: row.int(5) != 0)
+        }
+    }
+
+    /// Due deliveries of one subscription, oldest first (index deliveries_due).
+    static func due(_ db: SQLiteConnection, subscription: Int64, now: Int64, limit: Int) throws -> [DueDelivery] {
+        try db.query(
+            """
+            SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
+            FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
+            WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ?
+            ORDER BY d.next_attempt_at LIMIT ?
+            """, [.integer(subscription), .integer(now), .int(limit)]
+        ) { row in
+            DueDelivery(seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), payload: row.blob(3), createdAt: row.int(4))
+        }
+    }
+
+    /// When the subscription's next pending delivery falls due after `now`.
+    static func nextDue(_ db: SQLiteConnection, subscription: Int64, after now: Int64) throws -> Int64? {
+        try db.queryOne(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
+            [.integer(subscription), .integer(now)], map: { $0.optionalInt(0) }) ?? nil
+    }
+
+    /// Writes attempt outcomes in one group. A delivery no longer pending
+    /// (its subscription deleted, or requeued meanwhile) is left alone.
+    func record(_ outcomes: [AttemptOutcome], completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+        writer.write({ db in
+            for outcome in outcomes {
+                let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
+                try db.run(
+                    """
+                    UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
+                        last_error = ?, next_attempt_at = ?, delivered_at = ?
+                    WHERE seq = ? AND state = 0
+                    """,
+                    [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
+                     .optional(outcome.error), .optional(outcome.nextAttemptAt),
+                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.deliverySeq)])
+            }
+        }, completion: completion)
+    }
+}

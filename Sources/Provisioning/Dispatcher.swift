@@ -1,0 +1,294 @@
+import CCurl
+import Foundation
+import Logging
+import Synchronization
+
+/// Pushes every pending delivery to its subscription's webhook URL, on one
+/// thread that owns libcurl. Work comes from SQLite in batches; outcomes go
+/// back through the writer. Each subscription has its own in-flight limit
+/// and circuit breaker, so one slow or dead receiver never holds up another.
+public final class Dispatcher: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var policy: RetryPolicy
+        public var deliveryTimeout: Duration
+        public var maxInFlight: Int
+        public var userAgent = "provisiond/\(ProvisiondVersion.current)"
+        public init(policy: RetryPolicy, deliveryTimeout: Duration, maxInFlight: Int) {
+            self.policy = policy
+            self.deliveryTimeout = deliveryTimeout
+            self.maxInFlight = maxInFlight
+        }
+    }
+
+    /// Per-subscription bookkeeping, in memory only: after a restart every
+    /// subscription starts healthy and in-flight attempts are simply due again.
+    private struct SubscriptionState {
+        /// Deliveries being attempted, or whose outcome is not committed yet:
+        /// not to be claimed again.
+        var busy = Set<Int64>()
+        var consecutiveFailures = 0
+        /// While down: no probe before this time (Unix ms).
+        var probeNotBefore: Int64 = 0
+    }
+
+    /// What other threads hand the dispatcher thread.
+    private struct Inbox {
+        var wake = false
+        var committed: [(subscription: Int64, delivery: Int64)] = []
+        var stopRequested = false
+    }
+
+    private let store: TopicStore
+    private let settings: Settings
+    private let metrics: Metrics
+    private let logger: Logger
+    private let curl = CurlMulti()
+    private let inbox = Mutex(Inbox())
+    private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let done = Atomic<Bool>(false)
+
+    // Dispatcher-thread state.
+    private var reader: SQLiteConnection?
+    private var targets: [Int64: SubscriptionTarget] = [:]
+    private var signers: [String: WebhookSigner] = [:]
+    private var subscriptions: [Int64: SubscriptionState] = [:]
+    private var attempts: [UnsafeMutableRawPointer: WebhookAttempt] = [:]
+    private var awaitingCommit = 0
+    private var nextScanAt: Int64 = 0
+
+    public init(store: TopicStore, settings: Settings, metrics: Metrics, logger: Logger) {
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "dispatcher"
+        thread.start()
+    }
+
+    /// New or requeued deliveries, or a changed subscription: look now, not
+    /// at the next timer.
+    public func wake() {
+        inbox.withLock { $0.wake = true }
+        curl.wakeup()
+    }
+
+    /// Stops claiming, lets in-flight attempts finish for up to `grace`, and
+    /// hands back the rest as due (they stay pending in the database).
+    public func shutdown(grace: Duration) async {
+        let deadline = WallClock.nowMillis() + RetryPolicy.millis(grace)
+        inbox.withLock { $0.stopRequested = true }
+        stopDeadline.store(deadline, ordering: .relaxed)
+        curl.wakeup()
+        await withCheckedContinuation { continuation in
+            let already = finished.withLock { slot -> Bool in
+                if done.load(ordering: .acquiring) { return true }
+                slot = continuation
+                return false
+            }
+            if already { continuation.resume() }
+        }
+    }
+
+    private let stopDeadline = Atomic<Int64>(0)
+
+    // MARK: Dispatcher thread
+
+    private func run() {
+        do {
+            reader = try store.openQueueReader()
+        } catch {
+            logger.critical("dispatcher cannot read the database: \(error)")
+        }
+        var stopping = false
+        while true {
+            let box = inbox.withLock { box -> Inbox in
+                let taken = box
+                box.wake = false
+                box.committed.removeAll()
+                return taken
+            }
+            for (subscription, delivery) in box.committed {
+                subscriptions[subscription]?.busy.remove(delivery)
+                awaitingCommit -= 1
+            }
+            stopping = stopping || box.stopRequested
+            let now = WallClock.nowMillis()
+            if stopping {
+                if attempts.isEmpty && awaitingCommit == 0 { break }
+                if now >= stopDeadline.load(ordering: .relaxed) {
+                    // Out of time: abandon what is in flight; it stays pending and is due after restart.
+                    for attempt in attempts.values { curl.remove(attempt) }
+                    attempts.removeAll()
+                    if awaitingCommit == 0 { break }
+                }
+            } else if box.wake || !box.committed.isEmpty || now >= nextScanAt {
+                scan(now: now)
+            }
+            curl.perform()
+            collectFinished()
+            let wait = stopping ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
+            curl.poll(timeoutMs: Int(wait))
+        }
+        reader = nil
+        done.store(true, ordering: .releasing)
+        finished.withLock { $0 }?.resume()
+    }
+
+    /// Claims due deliveries for every subscription with room, and works out
+    /// when to look again.
+    private func scan(now: Int64) {
+        guard let reader else { return }
+        nextScanAt = now + 1000
+        do {
+            let current = try TopicStore.targets(reader)
+            let known = Set(current.map(\.seq))
+            for (seq, _) in targets where !known.contains(seq) { forget(subscription: seq) }
+            targets = Dictionary(uniqueKeysWithValues: current.map { ($0.seq, $0) })
+            for target in current where !target.paused {
+                try claim(for: target, now: now, reader: reader)
+            }
+        } catch {
+            logger.error("dispatcher could not read due deliveries: \(error)")
+        }
+    }
+
+    private func claim(for target: SubscriptionTarget, now: Int64, reader: SQLiteConnection) throws {
+        var state = subscriptions[target.seq] ?? SubscriptionState()
+        defer { subscriptions[target.seq] = state }
+        let isDown = state.consecutiveFailures >= settings.policy.downAfter
+        if isDown && now < state.probeNotBefore {
+            nextScanAt = min(nextScanAt, state.probeNotBefore)
+            return
+        }
+        // While down, one probe at a time; otherwise up to --max-in-flight.
+        let room = (isDown ? 1 : settings.maxInFlight) - state.busy.count
+        guard room > 0 else { return }
+        let due = try TopicStore.due(reader, subscription: target.seq, now: now, limit: room + state.busy.count)
+            .filter { !state.busy.contains($0.seq) }
+            .prefix(room)
+        if due.count < room, let next = try TopicStore.nextDue(reader, subscription: target.seq, after: now) {
+            nextScanAt = min(nextScanAt, next)
+        }
+        guard !due.isEmpty else { return }
+        guard let signer = signer(for: target.secret) else {
+            logger.error("subscription \(target.name) has an unusable secret")
+            return
+        }
+        for delivery in due {
+            guard let attempt = WebhookAttempt(
+                url: target.url, subscriptionSeq: target.seq, delivery: delivery, signer: signer,
+                timeoutMs: Int(RetryPolicy.millis(settings.deliveryTimeout)), userAgent: settings.userAgent, now: now)
+            else { continue }
+            state.busy.insert(delivery.seq)
+            attempts[attempt.easy] = attempt
+            curl.add(attempt)
+        }
+    }
+
+    private func signer(for secret: String) -> WebhookSigner? {
+        if let signer = signers[secret] { return signer }
+        let signer = WebhookSigner(secret: secret)
+        signers[secret] = signer
+        return signer
+    }
+
+    /// A deleted subscription: stop its attempts; its rows are gone already.
+    private func forget(subscription seq: Int64) {
+        for (easy, attempt) in attempts where attempt.subscriptionSeq == seq {
+            curl.remove(attempt)
+            attempts[easy] = nil
+        }
+        subscriptions[seq] = nil
+    }
+
+    /// Turns finished transfers into outcomes and writes them in one group.
+    private func collectFinished() {
+        let finished = curl.finished()
+        guard !finished.isEmpty else { return }
+        let now = WallClock.nowMillis()
+        var outcomes: [AttemptOutcome] = []
+        var keys: [(subscription: Int64, delivery: Int64)] = []
+        for (easy, code) in finished {
+            guard let attempt = attempts.removeValue(forKey: easy) else { continue }
+            curl.remove(attempt)
+            let outcome = outcome(of: attempt, code: code, now: now)
+            outcomes.append(outcome)
+            keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
+            account(outcome, attempt: attempt, now: now)
+        }
+        guard !outcomes.isEmpty else { return }
+        awaitingCommit += keys.count
+        let recorded = keys
+        store.record(outcomes) { [self] result in
+            if case .failure(let error) = result {
+                // Not recorded: the deliveries stay pending and are tried again; at-least-once holds.
+                logger.error("could not record \(recorded.count) delivery outcomes: \(error)")
+            }
+            inbox.withLock { $0.committed.append(contentsOf: recorded) }
+            curl.wakeup()
+        }
+    }
+
+    private func outcome(of attempt: WebhookAttempt, code: CURLcode, now: Int64) -> AttemptOutcome {
+        let status = attempt.responseStatus
+        let delivered = code == CURLE_OK && status.map { (200..<300).contains($0) } == true
+        if delivered {
+            return AttemptOutcome(
+                deliverySeq: attempt.delivery.seq, delivered: true, failed: false, attemptedAt: attempt.startedAt,
+                status: status, error: nil, nextAttemptAt: nil)
+        }
+        let timeoutMs = Int(RetryPolicy.millis(settings.deliveryTimeout))
+        let error: String
+        if code != CURLE_OK {
+            error = CurlMulti.describe(code, detail: attempt.errorDetail, timeoutMs: timeoutMs)
+        } else if let status, (300..<400).contains(status) {
+            error = "HTTP \(status): redirect not followed" + (attempt.header("Location").map { " (Location: \($0))" } ?? "")
+        } else {
+            error = "HTTP \(status ?? 0)"
+        }
+        var retryAfter: Int64?
+        if let status, status == 429 || status == 503, let header = attempt.header("Retry-After") {
+            retryAfter = RetryPolicy.parseRetryAfter(header, nowMillis: now)
+        }
+        let attemptsSoFar = attempt.delivery.attempts + 1
+        let exhausted = settings.policy.isExhausted(attempts: attemptsSoFar)
+        return AttemptOutcome(
+            deliverySeq: attempt.delivery.seq, delivered: false, failed: exhausted, attemptedAt: attempt.startedAt,
+            status: status, error: error,
+            nextAttemptAt: exhausted ? nil : now + settings.policy.delayMillis(failures: attemptsSoFar, retryAfterMillis: retryAfter))
+    }
+
+    /// Updates the breaker and the metrics.
+    private func account(_ outcome: AttemptOutcome, attempt: WebhookAttempt, now: Int64) {
+        let name = targets[attempt.subscriptionSeq]?.name ?? "deleted"
+        guard var state = subscriptions[attempt.subscriptionSeq] else { return }
+        if outcome.delivered {
+            if state.consecutiveFailures >= settings.policy.downAfter {
+                logger.info("subscription \(name) is up again; its backlog flows")
+            }
+            state.consecutiveFailures = 0
+            metrics.delivery(subscription: name, outcome: "delivered")
+            metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
+        } else {
+            state.consecutiveFailures += 1
+            let policy = settings.policy
+            if state.consecutiveFailures >= policy.downAfter {
+                // Down: the next probe waits a backoff of its own, growing while failures go on.
+                state.probeNotBefore = now + policy.delayMillis(failures: state.consecutiveFailures - policy.downAfter + 1)
+                if state.consecutiveFailures == policy.downAfter {
+                    logger.warning("subscription \(name) is down after \(policy.downAfter) failed attempts in a row; probing it one attempt at a time")
+                }
+            }
+            metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
+        }
+        subscriptions[attempt.subscriptionSeq] = state
+    }
+}
+
+public enum ProvisiondVersion {
+    public static let current = "0.1.0"
+}
