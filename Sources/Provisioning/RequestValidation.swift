@@ -80,7 +80,7 @@ public struct TenantRequest: Sendable {
     public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantRequest {
         let reader = try ObjectReader.body(body)
         try reader.rejectUnknown(allowed: ["domain", "admin", "plan", "attributes"])
-        let domain = try reader.string("domain", required: true)!.lowercased()
+        let domain = DomainName.lowercased(try reader.string("domain", required: true)!)
         try DomainName.validate(domain)
 
         let adminReader = try reader.object("admin", required: true)!
@@ -105,6 +105,12 @@ public struct TenantRequest: Sendable {
 }
 
 enum DomainName {
+    /// ASCII letters only: Unicode lowercasing would turn some non-DNS
+    /// characters into ASCII ones (KELVIN SIGN becomes "k") and let them pass.
+    static func lowercased(_ domain: String) -> String {
+        String(decoding: domain.utf8.map { $0 >= 65 && $0 <= 90 ? $0 + 32 : $0 }, as: UTF8.self)
+    }
+
     /// Letters, digits and hyphens in dot-separated labels of 1-63 characters
     /// that neither start nor end with a hyphen; two labels at least, 253 characters at most.
     static func validate(_ domain: String) throws(InvalidRequest) {

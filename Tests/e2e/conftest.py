@@ -91,3 +91,144 @@ def service(data_dir):
     s = Provisiond(data_dir).start()
     yield s
     s.stop()
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the API tests.
+
+TOKEN = "e2e-test-token"
+# Nothing listens on these low ports on 127.0.0.1 (refused): deliveries stay pending.
+DEAD_URLS = ["http://127.0.0.1:9/x", "http://127.0.0.1:1/y", "http://127.0.0.1:7/z"]
+
+
+@pytest.fixture
+def api_service(data_dir):
+    """A provisiond with a known token, fresh per test."""
+    s = Provisiond(data_dir, "--api-token", TOKEN).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_service(tmp_path_factory):
+    """One provisiond for a whole module of tests that only compare before/after."""
+    s = Provisiond(str(tmp_path_factory.mktemp("shared") / "data"), "--api-token", TOKEN).start()
+    yield s
+    s.stop()
+
+
+def wait_until(predicate, timeout=30.0, interval=0.05, what="condition"):
+    """Bounded poll: returns the first truthy value of predicate(), fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+        time.sleep(interval)
+
+
+def assert_problem(response, status, field=None):
+    """An RFC 9457 problem document with the given status whose detail names `field` (a dotted path)."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers.get("Content-Type", "").startswith("application/problem+json"), response.headers
+    doc = response.json()
+    assert isinstance(doc.get("title"), str) and doc["title"], doc
+    assert doc.get("status") == status, doc
+    assert isinstance(doc.get("detail"), str) and doc["detail"], doc
+    if field is not None:
+        pattern = r"(?<![\w.])" + re.escape(field) + r"(?![\w])"
+        assert re.search(pattern, doc["detail"]), f"detail does not name {field!r}: {doc['detail']!r}"
+    return doc
+
+
+def tenant_body(domain, **overrides):
+    body = {
+        "domain": domain,
+        "admin": {"username": "admin", "email": f"admin@{domain}", "firstName": "Ada", "lastName": "Lovelace"},
+        "plan": "Demo",
+        "attributes": {"region": "eu", "seats": 5, "tags": ["a", "b"], "nested": {"x": 1, "y": True}},
+    }
+    body.update(overrides)
+    return body
+
+
+def all_tenants(session, base_url, **params):
+    """Every tenant, following `next` cursors."""
+    items, after = [], None
+    for _ in range(10000):
+        query = dict(params, limit=500)
+        if after:
+            query["after"] = after
+        r = session.get(base_url + "/tenants", params=query)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        after = page["next"]
+        if after is None:
+            return items
+    raise AssertionError("pagination did not end")
+
+
+def raw_exchange(port, data, read_timeout=10.0):
+    """Sends raw bytes on a fresh connection (tolerating a server that closes
+    early) and returns (status, headers dict with lowercase names, body bytes)
+    of the first response."""
+    import socket
+    sock = socket.create_connection(("127.0.0.1", port), timeout=read_timeout)
+    try:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            rest += chunk
+        return status, headers, rest[:length]
+    finally:
+        sock.close()
+
+
+def stable_view(service):
+    """What a rejected request must leave alone, without what the dispatcher
+    changes on its own (attempts, times, states): the tenants with their data
+    and which subscriptions they have deliveries for, and the subscriptions
+    with their settings, secrets and number of deliveries."""
+    import json
+    s = service.api()
+    tenants = [
+        {k: v for k, v in t.items() if k not in ("deliveries", "status")}
+        | {"deliveries": sorted(d["subscriptionId"] for d in t["deliveries"])}
+        for t in all_tenants(s, service.url)
+    ]
+    r = s.get(service.url + "/subscriptions")
+    assert r.status_code == 200, r.text
+    subs = []
+    for x in r.json()["items"]:
+        secret = s.get(service.url + f"/subscriptions/{x['id']}/secret").json()
+        subs.append({k: v for k, v in x.items() if k != "counts"}
+                    | {"total": sum(x["counts"].values()), "secret": secret})
+    return json.dumps([tenants, subs], sort_keys=True)
