@@ -1,0 +1,41 @@
+"""POST N tenants to provisiond from concurrent keep-alive clients.
+Usage: publish_many.py URL TOKEN N [CONCURRENCY] [PREFIX]"""
+import http.client
+import json
+import sys
+import threading
+import urllib.parse
+
+url, token, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 32
+prefix = sys.argv[5] if len(sys.argv) > 5 else "bench"
+parsed = urllib.parse.urlparse(url)
+lock = threading.Lock()
+next_index = 0
+failures = []
+
+
+def worker():
+    global next_index
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    while True:
+        with lock:
+            if next_index >= total:
+                break
+            i = next_index
+            next_index += 1
+        body = json.dumps({"domain": f"{prefix}-{i}.example", "admin": {"username": "admin", "email": "a@example.com"}})
+        conn.request("POST", "/tenants", body, {"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        if r.status not in (200, 202):
+            failures.append(r.status)
+
+
+threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if failures:
+    sys.exit(f"{len(failures)} requests failed: {failures[:5]}")
