@@ -11,7 +11,7 @@ PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e check-openapi bench clean
+.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-chaos check-openapi chaos bench clean
 
 run: deps release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -22,7 +22,7 @@ build: deps-debian
 release: deps-debian
 	$(SWIFT) build -c release
 
-test: deps check-openapi test-swift test-e2e
+test: deps check-openapi test-swift test-e2e test-chaos
 
 deps: deps-debian deps-python
 
@@ -47,6 +47,15 @@ test-swift: build
 # Webhooks verifier we did not write.
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+
+# A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the suite.
+test-chaos: build
+	python3 bench/chaos.py --n 500 --crashes 1 --bin $(CURDIR)/.build/debug/provisiond
+
+# The full chaos run: make chaos N=2000 to change its size.
+N ?= 20000
+chaos: deps release
+	python3 bench/chaos.py --n $(N) --crashes 3
 
 bench: deps release
 	bench/run-all.sh

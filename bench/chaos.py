@@ -1,0 +1,296 @@
+"""Chaos run: publish N tenants while the service is killed (-9) and
+restarted at random moments and stopped once with SIGTERM; three receivers
+(healthy, flaky 30%, down for the first part); then drain and prove that
+nothing acknowledged was lost, every environment got every tenant, and every
+signature verifies.
+
+Usage: chaos.py [--n 20000] [--crashes 3] [--bin PATH] [--seed S]
+Prints one figures line last; exits 1 on any loss."""
+import argparse
+import base64
+import http.client
+import http.server
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+parser = argparse.ArgumentParser()
+parser.add_argument("--n", type=int, default=int(os.environ.get("N", 20000)))
+parser.add_argument("--crashes", type=int, default=3)
+parser.add_argument("--bin", default=os.environ.get("PROVISIOND_BIN", os.path.join(ROOT, ".build/release/provisiond")))
+parser.add_argument("--seed", type=int, default=None)
+parser.add_argument("--concurrency", type=int, default=16)
+parser.add_argument("--drain-timeout", type=float, default=600)
+args = parser.parse_args()
+rng = random.Random(args.seed)
+TOKEN = "chaos-token"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def secret():
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass  # provisiond hanging up mid-request (kill -9) is part of the run
+
+
+class Receiver:
+    """A webhook receiver that records every webhook-id and verifies every signature."""
+
+    def __init__(self, name, failure_rate=0.0):
+        self.name = name
+        self.secret = secret()
+        self.failure_rate = failure_rate
+        self.lock = threading.Lock()
+        self.received = {}  # webhook-id -> count of acknowledged receipts
+        self.bad_signatures = 0
+        self.port = free_port()
+        self.server = None
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                roll = rng.random()
+                if roll < receiver.failure_rate / 2:
+                    self.close_connection = True  # drop it: no answer at all
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if roll < receiver.failure_rate:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                try:
+                    Webhook(receiver.secret).verify(body, {k.lower(): v for k, v in self.headers.items()})
+                    ok = True
+                except WebhookVerificationError:
+                    ok = False
+                with receiver.lock:
+                    if ok:
+                        wid = self.headers["webhook-id"]
+                        receiver.received[wid] = receiver.received.get(wid, 0) + 1
+                    else:
+                        receiver.bad_signatures += 1
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.handler = Handler
+
+    def start(self):
+        self.server = QuietServer(("127.0.0.1", self.port), self.handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Service:
+    def __init__(self, binary, data_dir, port, log_path):
+        self.binary, self.data_dir, self.port, self.log_path = binary, data_dir, port, log_path
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        offset = log.tell()
+        self.proc = subprocess.Popen(
+            [self.binary, "serve", "--port", str(self.port), "--data-dir", self.data_dir, "--api-token", TOKEN,
+             "--retry-initial", "100ms", "--retry-max", "2s", "--delivery-timeout", "5s"],
+            stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                if re.search(rb"listening on", f.read()):
+                    return
+            if self.proc.poll() is not None:
+                sys.exit(f"provisiond exited at start; see {self.log_path}")
+            time.sleep(0.02)
+        sys.exit("provisiond did not start")
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def sigterm(self):
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(60)
+        if code != 0:
+            sys.exit(f"SIGTERM stop exited {code}")
+
+
+def call(port, method, path, body=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, json.dumps(body) if body is not None else None,
+                     {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data and r.headers.get("Content-Type", "").startswith("application/") else data)
+    finally:
+        conn.close()
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="provisiond-chaos.")
+    service = Service(args.bin, os.path.join(work, "data"), free_port(), os.path.join(work, "provisiond.log"))
+    healthy = Receiver("healthy")
+    flaky = Receiver("flaky", failure_rate=0.3)
+    late = Receiver("late")
+    healthy.start()
+    flaky.start()
+    service.start()
+    for r in (healthy, flaky, late):
+        status, _ = call(service.port, "POST", "/subscriptions",
+                         {"name": r.name, "url": f"http://127.0.0.1:{r.port}/hook", "secret": r.secret})
+        assert status == 201, status
+
+    accepted = {}  # domain -> tenant id
+    accepted_lock = threading.Lock()
+    next_index = [0]
+    publish_errors = [0]
+
+    def publisher():
+        conn = None
+        while True:
+            with accepted_lock:
+                if next_index[0] >= args.n:
+                    return
+                i = next_index[0]
+                next_index[0] += 1
+            domain = f"chaos-{i}.example"
+            body = json.dumps({"domain": domain, "admin": {"username": "admin", "email": "a@example.com"},
+                               "attributes": {"i": i}})
+            for _ in range(2000):  # like a real client: retry the same request until it is acknowledged
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+                    conn.request("POST", "/tenants", body,
+                                 {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                    r = conn.getresponse()
+                    data = r.read()
+                    if r.status in (200, 202):
+                        with accepted_lock:
+                            accepted[domain] = json.loads(data)["id"]
+                        break
+                    publish_errors[0] += 1
+                    if r.getheader("Connection", "").lower() == "close":
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException):
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    time.sleep(0.05)
+            else:
+                sys.exit(f"could not publish {domain}")
+
+    threads = [threading.Thread(target=publisher, daemon=True) for _ in range(args.concurrency)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+
+    # Crash points spread over the run; the SIGTERM stop comes at a random one of them.
+    points = sorted(rng.uniform(0.1, 0.9) for _ in range(args.crashes + 1))
+    sigterm_at = rng.randrange(len(points))
+    crashes = sigterms = 0
+    late_up_at = 0.5
+    for k, point in enumerate(points):
+        while len(accepted) < point * args.n and any(t.is_alive() for t in threads):
+            if late.server is None and len(accepted) >= late_up_at * args.n:
+                late.start()
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.2))
+        if k == sigterm_at:
+            service.sigterm()
+            sigterms += 1
+        else:
+            service.kill9()
+            crashes += 1
+        service.start()
+    for t in threads:
+        t.join()
+    if late.server is None:
+        late.start()
+    published_s = time.monotonic() - started
+
+    # Drain: every delivery acknowledged.
+    drain_start = time.monotonic()
+    while True:
+        status, text = call(service.port, "GET", "/metrics")
+        backlog = sum(int(v) for v in re.findall(rb"^provisiond_delivery_backlog\{[^}]*\} (\d+)", text, re.M))
+        if status == 200 and backlog == 0:
+            break
+        if time.monotonic() - drain_start > args.drain_timeout:
+            print(f"chaos: backlog {backlog} did not drain in {args.drain_timeout:.0f} s")
+            break
+        time.sleep(0.2)
+    drain_s = time.monotonic() - drain_start
+
+    # Check against the record: the API and what each receiver got.
+    tenants = {}
+    after = None
+    while True:
+        status, page = call(service.port, "GET", "/tenants?limit=500" + (f"&after={after}" if after else ""))
+        assert status == 200, status
+        for t in page["items"]:
+            tenants.setdefault(t["domain"], []).append(t["id"])
+        after = page["next"]
+        if not after:
+            break
+    lost = sum(1 for d, tid in accepted.items() if tenants.get(d) != [tid])
+    twice = sum(1 for ids in tenants.values() if len(ids) > 1)
+    status, subs = call(service.port, "GET", "/subscriptions")
+    event_of = {}
+    after = None
+    while True:
+        status, page = call(service.port, "GET", f"/subscriptions/{subs['items'][0]['id']}/deliveries?limit=500"
+                            + (f"&after={after}" if after else ""))
+        for item in page["items"]:
+            event_of[item["tenantId"]] = item["eventId"]
+        after = page["next"]
+        if not after:
+            break
+    expected = {event_of.get(tid) for tid in accepted.values()}
+    delivered = sum(len(expected & set(r.received)) for r in (healthy, flaky, late))
+    duplicates = sum(sum(r.received.values()) - len(r.received) for r in (healthy, flaky, late))
+    bad = sum(r.bad_signatures for r in (healthy, flaky, late))
+    service.sigterm()
+    ok = lost == 0 and twice == 0 and bad == 0 and delivered == 3 * len(accepted) and len(accepted) == args.n
+    if ok:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"chaos: kept {work} for inspection")
+    print(f"chaos: accepted={len(accepted)} lost={lost} created_twice={twice} delivered={delivered}/{3 * len(accepted)} "
+          f"duplicates={duplicates} bad_signatures={bad} crashes={crashes} sigterms={sigterms} "
+          f"publish_s={published_s:.1f} drain_s={drain_s:.1f}")
+    sys.exit(0 if ok else 1)
+
+
+main()
