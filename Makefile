@@ -7,11 +7,11 @@ HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
 DEB_PACKAGES := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config curl wrk nginx-light
-PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest
-PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest
+PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis
+PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-chaos check-openapi chaos bench clean
+.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos check-openapi chaos bench clean
 
 run: deps release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -22,7 +22,7 @@ build: deps-debian
 release: deps-debian
 	$(SWIFT) build -c release
 
-test: deps check-openapi test-swift test-e2e test-chaos
+test: deps check-openapi test-swift test-e2e test-contract test-chaos
 
 deps: deps-debian deps-python
 
@@ -47,6 +47,10 @@ test-swift: build
 # Webhooks verifier we did not write.
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+
+# schemathesis: requests generated from openapi.yaml against the real binary.
+test-contract: build
+	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond Tests/contract/schemathesis.sh
 
 # A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the suite.
 test-chaos: build

@@ -113,7 +113,7 @@ struct ProvisioningAPI: Sendable {
             await handle {
                 var filter = TopicStore.DeliveryFilter()
                 filter.limit = try ProvisioningAPI.limit(request)
-                filter.after = request.queryValue("after")
+                filter.after = ProvisioningAPI.cursor(request)
                 if let state = request.queryValue("state") {
                     guard let parsed = DeliveryState(name: state) else {
                         throw InvalidRequest(field: "state", message: "must be pending, delivered or failed")
@@ -159,7 +159,7 @@ struct ProvisioningAPI: Sendable {
     private func listTenants(_ request: HTTPRequest) async throws -> HTTPResponse {
         var filter = TopicStore.TenantFilter()
         filter.limit = try ProvisioningAPI.limit(request)
-        filter.after = request.queryValue("after")
+        filter.after = ProvisioningAPI.cursor(request)
         filter.domain = request.queryValue("domain")
         if let status = request.queryValue("status") {
             guard let parsed = TenantStatus(rawValue: status) else {
@@ -182,6 +182,12 @@ struct ProvisioningAPI: Sendable {
         case .nameTaken:
             return .problem(409, detail: "name: a subscription named \(subscriptionRequest.name) already exists")
         }
+    }
+
+    /// The `after` cursor; an empty one means none (the first page).
+    static func cursor(_ request: HTTPRequest) -> String? {
+        guard let after = request.queryValue("after"), !after.isEmpty else { return nil }
+        return after
     }
 
     static func limit(_ request: HTTPRequest) throws -> Int {
