@@ -63,9 +63,11 @@ public final class SQLiteConnection {
     public func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
         let statement = try prepare(sql)
         try statement.bind(bindings)
+        // Also when `map` throws: a statement left mid-result keeps its read
+        // snapshot open on this connection, which holds back WAL checkpoints.
+        defer { statement.reset() }
         var rows: [T] = []
         while try statement.step() { rows.append(try map(SQLiteRow(statement: statement))) }
-        statement.reset()
         return rows
     }
 
@@ -87,6 +89,9 @@ public final class SQLiteConnection {
     }
 
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// False in autocommit mode: no BEGIN is open (or SQLite rolled it back after an error).
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     func lastError(_ rc: Int32) -> SQLiteError {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))

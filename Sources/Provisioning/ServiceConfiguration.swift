@@ -20,17 +20,20 @@ public struct ServiceConfiguration: Sendable {
 /// Parses `250ms`, `2s`, `10m`, `1h` (and a plain number of seconds).
 public enum DurationParser {
     public static func parse(_ text: String) -> Duration? {
-        let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
-        for (suffix, millis) in units where text.hasSuffix(suffix) {
-            let number = text.dropLast(suffix.count)
-            // "ms" must not be read as "m" + "s": the loop tries "ms" first.
-            guard let value = Double(number), value >= 0, value.isFinite, !number.hasPrefix("+") else { return nil }
-            return .milliseconds(Int64(value * Double(millis)))
-        }
-        if let seconds = Double(text), seconds >= 0, seconds.isFinite, !text.hasPrefix("+") {
-            return .milliseconds(Int64(seconds * 1000))
-        }
-        return nil
+        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
+        // "ms" is tried before "m" and "s"; a bare number means seconds.
+        let (number, millisPerUnit) = units.first { text.hasSuffix($0.0) }
+            .map { (text.dropLast($0.0.count), $0.1) } ?? (Substring(text), 1000)
+        // Plain decimals only: no sign, exponent, hex or infinity.
+        guard !number.isEmpty, number.first != ".", number.last != ".",
+              number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              number.filter({ $0 == "." }).count <= 1,
+              let value = Double(number)
+        else { return nil }
+        let millis = value * millisPerUnit
+        // A year is more than any timeout or retry delay needs, and keeps the arithmetic far from overflow.
+        guard millis <= 365 * 86_400_000 else { return nil }
+        return .milliseconds(Int64(millis))
     }
 
     public static func format(_ duration: Duration) -> String {

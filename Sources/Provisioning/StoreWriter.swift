@@ -12,7 +12,15 @@ final class StoreWriter: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private let maxGroup = 2000
-    private(set) var commits = 0  // for tests and metrics: groups committed
+    private var committedGroups = 0
+
+    /// Groups committed so far, for tests and metrics. Read under the lock:
+    /// other threads read it while the writer thread counts.
+    var commits: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return committedGroups
+    }
 
     init(path: String) throws {
         connection = try SQLiteConnection(path: path)
@@ -24,6 +32,8 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     /// Runs `body` in the next group transaction; returns once it is committed.
+    /// `body` may run twice (when another job's error undid the group), so it
+    /// should only touch the database.
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             enqueue(TypedWriteJob(body: body) { continuation.resume(with: $0) })
@@ -47,7 +57,14 @@ final class StoreWriter: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Commits what is queued, then stops and closes the connection.
+    /// Jobs waiting for the next group (lets tests build a group on purpose).
+    var queuedJobs: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count
+    }
+
+    /// Commits what is queued, checkpoints the WAL into the database file, then stops.
     func close() {
         condition.lock()
         stopping = true
@@ -61,6 +78,9 @@ final class StoreWriter: @unchecked Sendable {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
             if queue.isEmpty && stopping {
+                // Before close() returns, so a process that exits right after
+                // it leaves the file checkpointed with an empty WAL.
+                try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 stopped = true
                 condition.broadcast()
                 condition.unlock()
@@ -71,17 +91,23 @@ final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             commit(group)
         }
-        try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
     private func commit(_ group: [WriteJob]) {
+        var group = group
+        while let again = commitGroup(group) { group = again }
+    }
+
+    /// Runs and commits one group; returns the jobs to run again when one job's
+    /// error rolled back the whole transaction (see below), else nil.
+    private func commitGroup(_ group: [WriteJob]) -> [WriteJob]? {
         do {
             try connection.execute("BEGIN IMMEDIATE")
         } catch {
             for job in group { job.complete(commitError: error) }
-            return
+            return nil
         }
-        for job in group {
+        for (index, job) in group.enumerated() {
             do {
                 try connection.execute("SAVEPOINT job")
                 if job.run(connection) {
@@ -91,17 +117,35 @@ final class StoreWriter: @unchecked Sendable {
                     try connection.execute("RELEASE job")
                 }
             } catch {
+                // The savepoint itself failed (mostly: SQLite already rolled the
+                // transaction back, see below). This job's writes can then only be
+                // undone with the whole transaction.
                 job.fail(error)
+                try? connection.execute("ROLLBACK")
+            }
+            // Some errors (interrupt, disk full, I/O error) make SQLite roll back
+            // the whole transaction, not just the savepoint: the jobs before this
+            // one are undone and the ones after would run, and commit, outside any
+            // transaction while their callers are told they failed. This job keeps
+            // its error; the others run again in a new transaction.
+            if !connection.isInTransaction {
+                job.complete(commitError: SQLiteError(code: 1, message: "the transaction was rolled back"))
+                var others = group
+                others.remove(at: index)
+                return others.isEmpty ? nil : others
             }
         }
         do {
             try connection.execute("COMMIT")
-            commits += 1
+            condition.lock()
+            committedGroups += 1
+            condition.unlock()
             for job in group { job.complete(commitError: nil) }
         } catch {
             try? connection.execute("ROLLBACK")
             for job in group { job.complete(commitError: error) }
         }
+        return nil
     }
 }
 
@@ -132,7 +176,11 @@ private final class TypedWriteJob<T: Sendable>: WriteJob, @unchecked Sendable {
         }
     }
 
-    func fail(_ error: Error) { result = .failure(error) }
+    /// Keeps the job's own error if it threw.
+    func fail(_ error: Error) {
+        if case .failure? = result { return }
+        result = .failure(error)
+    }
 
     func complete(commitError: Error?) {
         if let commitError, case .success = result ?? .failure(commitError) {

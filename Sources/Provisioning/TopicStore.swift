@@ -97,7 +97,8 @@ public final class TopicStore: Sendable {
             var bindings: [SQLiteValue] = [.integer(afterSeq)]
             if let domain = filter.domain {
                 sql += " AND domain = ?"
-                bindings.append(.text(domain.lowercased()))
+                // The same ASCII-only lowercasing as the stored domains.
+                bindings.append(.text(DomainName.lowercased(domain)))
             }
             let failed = "EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 2)"
             let pending = "EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 0)"

@@ -1,0 +1,163 @@
+import Foundation
+import XCTest
+
+@testable import Provisioning
+
+/// EXPLAIN QUERY PLAN for the queries that must stay fast with a large
+/// backlog: each uses its index and never scans or sorts the deliveries.
+final class QueryPlanTests: XCTestCase {
+    private var store: TopicStore!
+
+    override func setUp() async throws {
+        (store, _) = try makeStore(self)
+        // Some rows, so the plan is not that of empty tables.
+        _ = try await store.subscribe("a")
+        _ = try await store.subscribe("b")
+        for index in 0..<20 { _ = try await store.publishNew(try tenantRequest("q\(index).example.com")) }
+    }
+
+    override func tearDown() async throws {
+        store = nil
+    }
+
+    /// The `detail` column of each plan row.
+    private func plan(_ sql: String) async throws -> [String] {
+        let details = try await store.writer.write { db in
+            try db.query("EXPLAIN QUERY PLAN " + sql) { $0.text(3) }
+        }
+        XCTAssertFalse(details.isEmpty, "no plan for \(sql)")
+        return details
+    }
+
+    private func assertPlan(
+        _ sql: String, uses index: String, orderedByIndex: Bool = true,
+        file: StaticString = #filePath, line: UInt = #line
+    ) async throws {
+        let details = try await plan(sql)
+        let text = details.joined(separator: "\n")
+        XCTAssertTrue(details.contains { $0.contains("USING INDEX \(index) ") || $0.contains("USING COVERING INDEX \(index) ") },
+                      "expected index \(index) in:\n\(text)", file: file, line: line)
+        XCTAssertFalse(details.contains { $0.hasPrefix("SCAN deliveries") || $0.hasPrefix("SCAN d") || $0.hasPrefix("SCAN tenants") || $0.hasPrefix("SCAN t") },
+                       "full scan in:\n\(text)", file: file, line: line)
+        if orderedByIndex {
+            XCTAssertFalse(text.contains("USE TEMP B-TREE"), "sorts instead of reading in index order:\n\(text)", file: file, line: line)
+        }
+    }
+
+    // MARK: The dispatcher
+
+    func testDueDeliveriesUseDeliveriesDue() async throws {
+        try await assertPlan(
+            "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+            uses: "deliveries_due")
+    }
+
+    /// The query as the dispatcher runs it (DeliveryQueue.swift), with the event joined in.
+    func testDispatcherDueQueryWithTenantJoin() async throws {
+        try await assertPlan(
+            """
+            SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
+            FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
+            WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ?
+            ORDER BY d.next_attempt_at LIMIT ?
+            """, uses: "deliveries_due")
+        let details = try await plan(
+            "SELECT d.seq FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?")
+        XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
+    }
+
+    func testNextDueUsesDeliveriesDue() async throws {
+        try await assertPlan(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
+            uses: "deliveries_due")
+    }
+
+    // MARK: A tenant's deliveries and status
+
+    func testTenantDeliveriesUseDeliveriesByTenant() async throws {
+        try await assertPlan("SELECT seq, state FROM deliveries WHERE tenant_seq = ?", uses: "deliveries_by_tenant")
+        // As loadTenant joins it: a sort of one tenant's few deliveries is fine, a scan is not.
+        try await assertPlan(
+            """
+            SELECT s.id, s.name, \(TopicStore.deliveryColumns) FROM deliveries d JOIN subscriptions s ON s.seq = d.subscription_seq
+            WHERE d.tenant_seq = ? ORDER BY s.seq
+            """, uses: "deliveries_by_tenant", orderedByIndex: false)
+    }
+
+    func testTenantStatusFilterUsesDeliveriesByTenant() async throws {
+        let details = try await plan(
+            """
+            SELECT seq FROM tenants t WHERE seq > ?
+            AND NOT EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 2)
+            AND EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 0)
+            ORDER BY seq LIMIT ?
+            """)
+        let text = details.joined(separator: "\n")
+        XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, text)
+        XCTAssertEqual(details.filter { $0.contains("COVERING INDEX deliveries_by_tenant (tenant_seq=? AND state=?)") }.count, 2, text)
+        XCTAssertFalse(text.contains("TEMP B-TREE"), text)
+    }
+
+    // MARK: A subscription's deliveries
+
+    func testSubscriptionDeliveriesByStateUseDeliveriesByState() async throws {
+        try await assertPlan(
+            """
+            SELECT t.id, t.domain, t.event_id, \(TopicStore.deliveryColumns) FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
+            WHERE d.subscription_seq = ? AND d.tenant_seq > ? AND d.state = ? ORDER BY d.tenant_seq LIMIT ?
+            """, uses: "deliveries_by_state")
+    }
+
+    func testSubscriptionDeliveriesWithoutStateReadInTenantOrder() async throws {
+        // UNIQUE (subscription_seq, tenant_seq) serves the unfiltered page.
+        try await assertPlan(
+            """
+            SELECT t.id, t.domain, t.event_id, \(TopicStore.deliveryColumns) FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
+            WHERE d.subscription_seq = ? AND d.tenant_seq > ? ORDER BY d.tenant_seq LIMIT ?
+            """, uses: "sqlite_autoindex_deliveries_1")
+    }
+
+    func testCountsRetryAndBacklogUseAnIndex() async throws {
+        try await assertPlan(
+            "SELECT state, count(*) FROM deliveries WHERE subscription_seq = ? GROUP BY state", uses: "deliveries_by_state")
+        try await assertPlan(
+            "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2",
+            uses: "deliveries_by_state")
+        // The cascade of DELETE FROM subscriptions.
+        try await assertPlan("DELETE FROM deliveries WHERE subscription_seq = ?", uses: "sqlite_autoindex_deliveries_1")
+        let backlog = try await plan(
+            "SELECT s.name, (SELECT count(*) FROM deliveries d WHERE d.subscription_seq = s.seq AND d.state = 0) FROM subscriptions s ORDER BY s.seq")
+        XCTAssertTrue(backlog.contains { $0.contains("SEARCH d USING COVERING INDEX") }, backlog.joined(separator: "\n"))
+    }
+
+    // MARK: Tenant lookups
+
+    func testTenantLookupByDomainUsesUniqueIndex() async throws {
+        let autoindex = try await domainIndexName()
+        try await assertPlan("SELECT seq, id, request FROM tenants WHERE domain = ?", uses: autoindex)
+        let details = try await plan("SELECT seq, id, request FROM tenants WHERE domain = ?")
+        XCTAssertTrue(details.contains { $0.contains("(domain=?)") }, details.joined(separator: "\n"))
+    }
+
+    func testTenantLookupByIdAndCursor() async throws {
+        let details = try await plan("SELECT seq FROM tenants WHERE id = ?")
+        XCTAssertTrue(details.contains { $0.contains("sqlite_autoindex_tenants") && $0.contains("(id=?)") }, details.joined(separator: "\n"))
+        let cursor = try await plan(
+            "SELECT t.seq FROM tenants t JOIN deliveries d ON d.tenant_seq = t.seq AND d.subscription_seq = ? WHERE t.id = ?")
+        let text = cursor.joined(separator: "\n")
+        XCTAssertTrue(cursor.contains { $0.contains("(id=?)") }, text)
+        XCTAssertTrue(cursor.contains { $0.contains("sqlite_autoindex_deliveries_1 (subscription_seq=? AND tenant_seq=?)") }, text)
+    }
+
+    /// The name SQLite gave the UNIQUE index on tenants.domain.
+    private func domainIndexName() async throws -> String {
+        let names = try await store.writer.write { db in
+            try db.query(
+                "SELECT il.name FROM pragma_index_list('tenants') il WHERE il.\"unique\" = 1 AND (SELECT group_concat(name) FROM pragma_index_info(il.name)) = 'domain'"
+            ) { $0.text(0) }
+        }
+        XCTAssertEqual(names.count, 1)
+        XCTAssertTrue(names.first?.hasPrefix("sqlite_autoindex_tenants") ?? false, "\(names)")
+        return names.first ?? "?"
+    }
+}
