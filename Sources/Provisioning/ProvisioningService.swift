@@ -39,6 +39,10 @@ public final class ProvisioningService: Sendable {
         var limits = HTTPLimits()
         limits.maxBodyBytes = 1 << 20
         limits.maxHeadBytes = 16 * 1024
+        limits.maxConnections = configuration.maxConnections
+        limits.idleTimeout = configuration.idleTimeout
+        limits.headTimeout = configuration.requestTimeout
+        limits.bodyTimeout = configuration.requestTimeout * 3
         let serverConfiguration = HTTPServer.Configuration(
             host: configuration.host, port: configuration.port, eventLoopCount: configuration.eventLoops, limits: limits)
         let store = self.store

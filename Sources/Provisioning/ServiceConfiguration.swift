@@ -13,6 +13,13 @@ public struct ServiceConfiguration: Sendable {
     public var maxInFlight = 32
     /// 0: one event loop per core.
     public var eventLoops = 0
+    /// Open HTTP connections at most; more are answered 503 and closed.
+    public var maxConnections = 10_000
+    /// A keep-alive connection with nothing to do is closed after this.
+    public var idleTimeout: Duration = .seconds(60)
+    /// A request's head must arrive within this, and then its body within
+    /// three times this (slow clients are answered 408).
+    public var requestTimeout: Duration = .seconds(10)
 
     public init() {}
 }

@@ -28,6 +28,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-attempts"), help: "Attempts before a delivery fails (0: until it succeeds).") var maxAttempts: String?
     @Option(name: .customLong("max-in-flight"), help: "Concurrent attempts per subscription.") var maxInFlight: String?
     @Option(name: .customLong("event-loops"), help: "HTTP event loop threads (0: one per core).") var eventLoops: String?
+    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
+    @Option(name: .customLong("idle-timeout"), help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
+    @Option(name: .customLong("request-timeout"), help: "Time for a request head to arrive, 408 after it (default 10s).") var requestTimeout: String?
 
     /// Flag, else environment variable, else nil.
     private func value(_ flag: String?, _ option: String) -> String? {
@@ -73,6 +76,11 @@ struct Serve: AsyncParsableCommand {
         config.maxAttempts = try integer(maxAttempts, "max-attempts", 0...1_000_000) ?? config.maxAttempts
         config.maxInFlight = try integer(maxInFlight, "max-in-flight", 1...10_000) ?? config.maxInFlight
         config.eventLoops = try integer(eventLoops, "event-loops", 0...256) ?? config.eventLoops
+        config.maxConnections = try integer(maxConnections, "max-connections", 1...1_000_000) ?? config.maxConnections
+        config.idleTimeout = try duration(idleTimeout, "idle-timeout") ?? config.idleTimeout
+        config.requestTimeout = try duration(requestTimeout, "request-timeout") ?? config.requestTimeout
+        guard config.idleTimeout > .zero else { throw ValidationError("--idle-timeout: must be more than 0") }
+        guard config.requestTimeout > .zero else { throw ValidationError("--request-timeout: must be more than 0") }
         guard config.deliveryTimeout > .zero else { throw ValidationError("--delivery-timeout: must be more than 0") }
         guard config.retryInitial > .zero else { throw ValidationError("--retry-initial: must be more than 0") }
         guard config.retryMax >= config.retryInitial else {

@@ -1,0 +1,161 @@
+"""Resource exhaustion: idle connections beyond the limit, slowloris heads,
+endless chunked bodies, deeply nested JSON, 10,000 headers. The service keeps
+answering healthy requests and its memory stays bounded."""
+import socket
+import threading
+import time
+
+import requests
+
+from conftest import TOKEN, Provisiond, raw_exchange, wait_until
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def healthy(service):
+    r = requests.get(service.url + "/healthz", timeout=10)
+    return r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def start(data_dir, *extra):
+    return Provisiond(data_dir, "--api-token", TOKEN, "--max-connections", "100",
+                      "--idle-timeout", "1s", "--request-timeout", "1s", *extra).start()
+
+
+def test_idle_connections_beyond_the_limit_are_refused_then_reaped(data_dir):
+    service = start(data_dir)
+    sockets = []
+    try:
+        refused = 0
+        for _ in range(150):
+            s = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+            sockets.append(s)
+        # The ones over the limit are told 503 and closed at once.
+        for s in sockets[100:]:
+            s.settimeout(5)
+            data = s.recv(4096)
+            if data.startswith(b"HTTP/1.1 503"):
+                refused += 1
+        assert refused >= 40, refused
+        # Idle connections are closed by the idle timeout, and healthy requests get through again.
+        wait_until(lambda: _try_healthy(service), timeout=30, what="a healthy answer after the idle timeout")
+        for s in sockets[:100]:
+            s.settimeout(5)
+            assert s.recv(4096) == b""  # closed by the server
+    finally:
+        for s in sockets:
+            s.close()
+        service.stop()
+
+
+def _try_healthy(service):
+    try:
+        return healthy(service)
+    except requests.RequestException:
+        return False
+
+
+def test_slowloris_heads_get_408_while_healthy_requests_are_served(data_dir):
+    service = start(data_dir)
+    stop = threading.Event()
+    answers = []
+
+    def slow_client():
+        s = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n")
+            for i in range(100):  # bounded: 10 s at most
+                if stop.is_set():
+                    break
+                try:
+                    s.sendall(b"X-Slow-%d: 1\r\n" % i)
+                except OSError:
+                    break
+                time.sleep(0.1)
+            s.settimeout(10)
+            answers.append(s.recv(4096))
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=slow_client) for _ in range(30)]
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(20):
+            assert healthy(service)
+            time.sleep(0.05)
+        for t in threads:
+            t.join(30)
+        assert len(answers) == 30
+        assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[:3]
+    finally:
+        stop.set()
+        service.stop()
+
+
+def test_endless_chunked_body_is_cut_off_at_the_limit(data_dir):
+    service = start(data_dir)
+    try:
+        s = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        s.sendall(b"POST /tenants HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + TOKEN.encode()
+                  + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+        sent = 0
+        try:
+            for _ in range(64):  # at most 4 MiB, far past the 1 MiB limit
+                s.sendall(chunk)
+                sent += 65536
+        except OSError:
+            pass
+        s.settimeout(10)
+        answer = s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+        assert b"Connection: close" in answer
+        assert healthy(service)
+        assert requests.get(service.url + "/tenants", headers={"Authorization": f"Bearer {TOKEN}"}).json()["items"] == []
+    finally:
+        service.stop()
+
+
+def test_deeply_nested_json_and_ten_thousand_headers(data_dir):
+    service = start(data_dir)
+    try:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for body in [b"[" * 200_000, b'{"domain":' * 50_000, b'{"a":' * 100 + b"1" + b"}" * 100]:
+            r = requests.post(service.url + "/tenants", data=body, headers=auth)
+            assert r.status_code == 400, (r.status_code, r.text[:200])
+        head = b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000)) + b"\r\n"
+        status, _, _ = raw_exchange(service.port, head)
+        assert status == 431
+        assert healthy(service)
+    finally:
+        service.stop()
+
+
+def test_memory_stays_bounded_under_abuse(data_dir):
+    service = start(data_dir)
+    try:
+        for _ in range(50):
+            assert healthy(service)
+        before = rss_kib(service.proc.pid)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for round_ in range(5):
+            # Oversized bodies, huge heads, deep JSON and many connections, again and again.
+            for _ in range(20):
+                requests.post(service.url + "/tenants", data=b"x" * (2 << 20), headers=auth)
+                raw_exchange(service.port, b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 20_000 + b"\r\n\r\n")
+                requests.post(service.url + "/tenants", data=b"[" * 100_000, headers=auth)
+            conns = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(90)]
+            for c in conns:
+                c.close()
+        assert healthy(service)
+        after = rss_kib(service.proc.pid)
+        assert after - before < 100 * 1024, (before, after)
+    finally:
+        service.stop()
