@@ -11,12 +11,15 @@ final class Connection: @unchecked Sendable {
     /// A response position in the pipeline, filled when its handler finishes.
     final class Slot: @unchecked Sendable {  // touched on the loop thread only
         let isHead: Bool
+        /// An HTTP/1.0 client keeps the connection only if the answer says `keep-alive`.
+        let isHTTP10: Bool
         var closeAfter: Bool
         var head: [UInt8] = []
         var body: [UInt8] = []
         var ready = false
-        init(isHead: Bool, closeAfter: Bool) {
+        init(isHead: Bool, isHTTP10: Bool = false, closeAfter: Bool) {
             self.isHead = isHead
+            self.isHTTP10 = isHTTP10
             self.closeAfter = closeAfter
         }
     }
@@ -47,6 +50,8 @@ final class Connection: @unchecked Sendable {
     private var interest: UInt32 = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
     /// When the current wait (idle, head, body or write) started.
     private var waitingSince: UInt64
+    /// Whether `waitingSince` has been restarted for the current body.
+    private var bodyClockStarted = false
 
     init(fd: Int32, loop: EventLoop, server: ServerContext) {
         self.fd = fd
@@ -95,6 +100,11 @@ final class Connection: @unchecked Sendable {
         while !stopParsing, unsent.isEmpty, slots.count < server.limits.maxPipelinedRequests {
             switch parser.parse(inbound, index: &inboundIndex) {
             case .incomplete:
+                // The body timeout runs from the end of the head, not from its start.
+                if parser.isReadingBody && !bodyClockStarted {
+                    bodyClockStarted = true
+                    waitingSince = monotonicNanoseconds()
+                }
                 // curl waits a second for this before sending a body; send it
                 // only when no earlier response is still owed.
                 if parser.wantsContinue && slots.isEmpty {
@@ -104,6 +114,7 @@ final class Connection: @unchecked Sendable {
                 return
             case .request(let request):
                 waitingSince = monotonicNanoseconds()
+                bodyClockStarted = false
                 dispatch(request)
             case .failure(let status, let detail):
                 stopParsing = true
@@ -119,7 +130,7 @@ final class Connection: @unchecked Sendable {
     private func dispatch(_ request: HTTPRequest) {
         let closeAfter = !request.wantsKeepAlive || closeRequested || server.isShuttingDown
         if closeAfter { stopParsing = true }
-        let slot = Slot(isHead: request.method == "HEAD", closeAfter: closeAfter)
+        let slot = Slot(isHead: request.method == "HEAD", isHTTP10: request.version == .http1_0, closeAfter: closeAfter)
         slots.append(slot)
         let handler = server.handler
         let loop = self.loop
@@ -152,6 +163,8 @@ final class Connection: @unchecked Sendable {
         if slot.closeAfter || closeRequested {
             slot.closeAfter = true
             head.append(contentsOf: "\r\nConnection: close\r\n\r\n".utf8)
+        } else if slot.isHTTP10 {
+            head.append(contentsOf: "\r\nConnection: keep-alive\r\n\r\n".utf8)
         } else {
             head.append(contentsOf: "\r\n\r\n".utf8)
         }
@@ -180,6 +193,8 @@ final class Connection: @unchecked Sendable {
             if unsentIndex < unsent.count { return }
             unsent = []
             unsentIndex = 0
+            // Idle (or the next wait) counts from now, not from when the write began.
+            waitingSince = monotonicNanoseconds()
             if closeAfterUnsent { finishAfterLastResponse(); return }
             applyInterest()
         }
@@ -202,8 +217,16 @@ final class Connection: @unchecked Sendable {
             if written < 0 && errno != EAGAIN && errno != EINTR { close(); return }
             if closeAfter { slots.removeAll() }
             if max(0, written) < total {
-                // Keep the rest and wait for the socket to drain.
-                unsent = Array(buffers.joined().dropFirst(max(0, written)))
+                // Keep the rest and wait for the socket to drain. Copied slice by
+                // slice: a byte-wise copy of a large body stalled the loop for seconds.
+                var skip = max(0, written)
+                unsent = []
+                unsent.reserveCapacity(total - skip)
+                for buffer in buffers {
+                    if skip >= buffer.count { skip -= buffer.count; continue }
+                    unsent.append(contentsOf: buffer[skip...])
+                    skip = 0
+                }
                 unsentIndex = 0
                 closeAfterUnsent = closeAfter
                 waitingSince = monotonicNanoseconds()

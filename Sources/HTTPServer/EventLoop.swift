@@ -113,7 +113,8 @@ final class EventLoop: @unchecked Sendable {
             Socket.setNoDelay(fd)
             guard server.admitConnection() else {
                 // Over the connection limit: a short refusal beats a silent hang.
-                let refusal = Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\n\r\n".utf8)
+                let refusal = Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\nRetry-After: 1\r\nDate: ".utf8)
+                    + dateCache.current() + Array("\r\n\r\n".utf8)
                 _ = refusal.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                 Glibc.close(fd)
                 continue

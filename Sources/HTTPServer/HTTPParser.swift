@@ -30,6 +30,9 @@ struct HTTPParser {
 
     let limits: HTTPLimits
     private var state: State = .head(scannedUpTo: 0)
+    /// The body being read. It lives outside `state` so appending to it never
+    /// copies it: a copy per chunk made a body of tiny chunks quadratic.
+    private var body: [UInt8] = []
     /// Set when a head with `Expect: 100-continue` arrived and its body has not.
     private(set) var wantsContinue = false
 
@@ -54,6 +57,13 @@ struct HTTPParser {
         while true {
             switch state {
             case .head(let scanned):
+                // RFC 9112 §2.2: ignore empty lines before a request line (some
+                // clients send a CRLF after a body).
+                if buffer.count - index >= 2, buffer[index] == 13, buffer[index + 1] == 10 {
+                    index += 2
+                    state = .head(scannedUpTo: max(0, scanned - 2))
+                    continue
+                }
                 let available = buffer.count - index
                 guard let headEnd = HTTPParser.findHeadEnd(buffer, from: index, scanFrom: max(index, index + scanned - 3)) else {
                     if available > limits.maxHeadBytes {
@@ -81,21 +91,24 @@ struct HTTPParser {
                         return .failure(status: 413, detail: "body of \(length) bytes exceeds the limit of \(limits.maxBodyBytes)")
                     }
                     wantsContinue = request.headers.containsToken("Expect", "100-continue") && request.version == .http1_1
-                    var withBody = request
-                    withBody.body.reserveCapacity(length)
-                    state = .body(withBody, remaining: length)
+                    body = []
+                    body.reserveCapacity(length)
+                    state = .body(request, remaining: length)
                 case .chunked:
                     wantsContinue = request.headers.containsToken("Expect", "100-continue") && request.version == .http1_1
+                    body = []
                     state = .chunked(request, .size)
                 }
 
             case .body(var request, let remaining):
                 let take = min(remaining, buffer.count - index)
-                request.body.append(contentsOf: buffer[index..<(index + take)])
+                body.append(contentsOf: buffer[index..<(index + take)])
                 index += take
                 if take == remaining {
                     state = .head(scannedUpTo: 0)
                     wantsContinue = false
+                    request.body = body
+                    body = []
                     return .request(request)
                 }
                 state = .body(request, remaining: remaining - take)
@@ -116,14 +129,14 @@ struct HTTPParser {
                     if size == 0 {
                         state = .chunked(request, .trailers(bytes: 0))
                     } else {
-                        if request.body.count + size > limits.maxBodyBytes {
+                        if body.count + size > limits.maxBodyBytes {
                             return .failure(status: 413, detail: "body exceeds the limit of \(limits.maxBodyBytes) bytes")
                         }
                         state = .chunked(request, .data(remaining: size))
                     }
                 case .data(let remaining):
                     let take = min(remaining, buffer.count - index)
-                    request.body.append(contentsOf: buffer[index..<(index + take)])
+                    body.append(contentsOf: buffer[index..<(index + take)])
                     index += take
                     state = .chunked(request, take == remaining ? .dataEnd : .data(remaining: remaining - take))
                     if take < remaining { return .incomplete }
@@ -149,7 +162,9 @@ struct HTTPParser {
                         state = .head(scannedUpTo: 0)
                         wantsContinue = false
                         request.headers.remove("Transfer-Encoding")
-                        request.headers.set("Content-Length", String(request.body.count))
+                        request.headers.set("Content-Length", String(body.count))
+                        request.body = body
+                        body = []
                         return .request(request)
                     }
                     if consumed + lineLength > limits.maxHeadBytes {
@@ -232,8 +247,10 @@ struct HTTPParser {
             guard version == .http1_1 else { return fail(400, "Transfer-Encoding in an HTTP/1.0 request") }
             let codings = transferEncodings.flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace().lowercased() } }
             guard codings == ["chunked"] else {
-                if codings.last == "chunked" || codings.contains("") { return fail(400, "invalid Transfer-Encoding") }
-                return fail(501, "transfer coding \(codings.joined(separator: ", ")) is not supported")
+                // chunked must come last and once (RFC 9112 §6.3); any other coding is one we lack.
+                if codings.dropLast().contains("chunked") || codings.contains("") { return fail(400, "invalid Transfer-Encoding") }
+                let unknown = codings.filter { $0 != "chunked" }
+                return fail(501, "transfer coding \(unknown.joined(separator: ", ")) is not supported")
             }
             framing = .chunked
         } else if !contentLengths.isEmpty {
@@ -304,14 +321,16 @@ struct HTTPParser {
     static func parseChunkSize(_ line: ArraySlice<UInt8>) -> Int? {
         var size = 0
         var digits = 0
-        for byte in line {
+        for (offset, byte) in zip(line.indices, line) {
             let digit: Int
             switch byte {
             case 48...57: digit = Int(byte - 48)
             case 65...70: digit = Int(byte - 55)
             case 97...102: digit = Int(byte - 87)
             case UInt8(ascii: ";"), 32, 9:
-                return digits > 0 ? size : nil  // chunk extensions are ignored
+                // Only whitespace may come before the (ignored) chunk extensions: "5 5" is no size.
+                let rest = line[offset...].drop { $0 == 32 || $0 == 9 }
+                return digits > 0 && (rest.isEmpty || rest.first == UInt8(ascii: ";")) ? size : nil
             default: return nil
             }
             digits += 1

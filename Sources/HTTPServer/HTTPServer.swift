@@ -80,6 +80,7 @@ public final class HTTPServer: Sendable {
         return port
     }
 
+    /// The bound port while serving; nil before `start` and once `shutdown` begins.
     public var port: Int? { listener.withLock { $0?.port } }
 
     public var openConnections: Int { context.connectionCount }
@@ -87,7 +88,13 @@ public final class HTTPServer: Sendable {
     /// Stops accepting, lets in-flight requests finish for up to
     /// `gracePeriod`, closes idle connections, then stops the loops.
     public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        // Never started (or start failed), or already shutting down: there is
+        // nothing to stop (and no loop would ever report finishing).
+        guard let (listenerFD, _) = listener.withLock({ current in defer { current = nil }; return current }) else { return }
         context.markShuttingDown()
+        // Refuse new clients at once; they would otherwise sit in the backlog
+        // for the whole grace period and then be reset.
+        Glibc.shutdown(listenerFD, Int32(SHUT_RD))
         for loop in loops { loop.execute { loop.beginShutdown() } }
         let deadline = ContinuousClock.now + gracePeriod
         while context.connectionCount > 0 && ContinuousClock.now < deadline {
@@ -98,9 +105,6 @@ public final class HTTPServer: Sendable {
         while !loops.allSatisfy(\.hasFinished) {
             try? await Task.sleep(for: .milliseconds(5))
         }
-        if let (fd, _) = listener.withLock({ $0 }) {
-            close(fd)
-            listener.withLock { $0 = nil }
-        }
+        close(listenerFD)
     }
 }

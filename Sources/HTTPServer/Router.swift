@@ -44,10 +44,11 @@ public struct Router: Sendable {
             if route.method == request.method || (request.method == "HEAD" && route.method == "GET") {
                 return .found(route, parameters: parameters)
             }
-            allowed.append(route.method)
+            // Several patterns may match one path: name each method once.
+            if !allowed.contains(route.method) { allowed.append(route.method) }
         }
         if allowed.isEmpty { return .notFound }
-        if allowed.contains("GET") { allowed.append("HEAD") }
+        if allowed.contains("GET") && !allowed.contains("HEAD") { allowed.append("HEAD") }
         return .methodNotAllowed(allowed: allowed)
     }
 
