@@ -11,7 +11,7 @@ PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemath
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos check-openapi chaos bench clean
+.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz bench clean
 
 run: deps release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -22,7 +22,7 @@ build: deps-debian
 release: deps-debian
 	$(SWIFT) build -c release
 
-test: deps check-openapi test-swift test-e2e test-contract test-chaos
+test: deps check-openapi test-swift test-fuzz-corpus test-e2e test-contract test-chaos
 
 deps: deps-debian deps-python
 
@@ -47,6 +47,17 @@ test-swift: build
 # Webhooks verifier we did not write.
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+
+# The fuzzers' committed corpus (seeds and every crash found) replayed as
+# regression inputs; a trap fails the run.
+test-fuzz-corpus: build
+	.build/debug/FuzzHTTPParser Tests/Fuzz/corpus/http-parser
+	.build/debug/FuzzRequestDecoding Tests/Fuzz/corpus/request-decoding
+
+# libFuzzer with AddressSanitizer on each target: make fuzz FUZZ_SECONDS=300.
+FUZZ_SECONDS ?= 60
+fuzz: deps-debian
+	Tests/Fuzz/run.sh $(FUZZ_SECONDS)
 
 # schemathesis: requests generated from openapi.yaml against the real binary.
 test-contract: build

@@ -48,6 +48,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // libFuzzer targets (make fuzz); in a normal build, corpus replayers.
+        .systemLibrary(name: "CFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CFuzzer"]),
+        .executableTarget(name: "FuzzHTTPParser", dependencies: ["HTTPServer", "FuzzSupport"]),
+        .executableTarget(name: "FuzzRequestDecoding", dependencies: ["HTTPServer", "Provisioning", "FuzzSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "HTTPServer", "CSQLite"]),
         .testTarget(name: "EndToEndTests", dependencies: ["HTTPServer"]),

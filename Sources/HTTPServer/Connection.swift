@@ -149,9 +149,10 @@ final class Connection: @unchecked Sendable {
         head.reserveCapacity(256)
         head.append(contentsOf: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n".utf8)
         for (name, value) in response.headers.fields where !Connection.framingHeaders.contains(where: { name.caseInsensitiveEquals($0) }) {
-            head.append(contentsOf: name.utf8)
+            // CR and LF would let a value smuggle in headers of its own; drop them.
+            head.append(contentsOf: name.utf8.filter { $0 != 13 && $0 != 10 })
             head.append(contentsOf: ": ".utf8)
-            head.append(contentsOf: value.utf8)
+            head.append(contentsOf: value.utf8.filter { $0 != 13 && $0 != 10 })
             head.append(contentsOf: "\r\n".utf8)
         }
         let hasBody = !HTTPStatus.forbidsBody(response.status)

@@ -20,6 +20,8 @@ final class EventLoop: @unchecked Sendable {
     private var listenerFD: Int32 = -1
     private var server: ServerContext!
     private var lastSweep: UInt64 = 0
+    /// Non-zero while accepting is paused (out of file descriptors).
+    private var acceptPausedUntil: UInt64 = 0
     var dateCache = HTTPDateCache()
     let name: String
 
@@ -66,7 +68,7 @@ final class EventLoop: @unchecked Sendable {
     private func run() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         while !stopRequested.load(ordering: .acquiring) {
-            let timeoutMs = connections.isEmpty ? 1000 : Int32(server.sweepIntervalMs)
+            let timeoutMs = connections.isEmpty && acceptPausedUntil == 0 ? 1000 : Int32(server.sweepIntervalMs)
             let count = epoll_wait(epollFD, &events, Int32(events.count), Int32(timeoutMs))
             if count < 0 && errno != EINTR { break }
             for i in 0..<max(0, Int(count)) {
@@ -87,6 +89,7 @@ final class EventLoop: @unchecked Sendable {
                 lastSweep = now
                 for connection in Array(connections.values) { connection.checkDeadline(now: now) }
             }
+            resumeAcceptingIfDue(now: now)
         }
         for connection in Array(connections.values) { connection.close() }
         runQueued()
@@ -109,7 +112,13 @@ final class EventLoop: @unchecked Sendable {
     private func acceptConnections() {
         for _ in 0..<64 {
             let fd = accept4(listenerFD, nil, nil, Int32(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
-            if fd < 0 { return }  // EAGAIN: another loop took it, or none left
+            if fd < 0 {
+                // Out of descriptors or memory: the pending connection stays
+                // queued and the level-triggered listener would wake us in a
+                // busy loop, so stop listening for a moment instead.
+                if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(errno) { pauseAccepting() }
+                return  // EAGAIN: another loop took it, or none left
+            }
             Socket.setNoDelay(fd)
             guard server.admitConnection() else {
                 // Over the connection limit: a short refusal beats a silent hang.
@@ -123,6 +132,18 @@ final class EventLoop: @unchecked Sendable {
             connections[fd] = connection
             register(fd: fd, events: EPOLLIN.rawValue | EPOLLRDHUP.rawValue)
         }
+    }
+
+    private func pauseAccepting() {
+        guard listenerFD >= 0, acceptPausedUntil == 0 else { return }
+        epoll_ctl(epollFD, EPOLL_CTL_DEL, listenerFD, nil)
+        acceptPausedUntil = monotonicNanoseconds() + 100_000_000
+    }
+
+    private func resumeAcceptingIfDue(now: UInt64) {
+        guard acceptPausedUntil != 0, now >= acceptPausedUntil else { return }
+        acceptPausedUntil = 0
+        if listenerFD >= 0 { register(fd: listenerFD, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue) }
     }
 
     /// Stops accepting and asks every connection to finish what it is doing.

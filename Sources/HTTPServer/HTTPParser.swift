@@ -1,8 +1,8 @@
 /// An incremental HTTP/1.1 request parser (RFC 9112). It is fed the
 /// connection's buffer and consumes complete requests from it, keeping its
 /// place between calls so a slowly arriving head is not scanned again.
-struct HTTPParser {
-    enum Outcome {
+public struct HTTPParser {
+    public enum Outcome {
         case incomplete
         case request(HTTPRequest)
         /// A malformed or refused request: answer with this status and close.
@@ -36,7 +36,7 @@ struct HTTPParser {
     /// Set when a head with `Expect: 100-continue` arrived and its body has not.
     private(set) var wantsContinue = false
 
-    init(limits: HTTPLimits) { self.limits = limits }
+    public init(limits: HTTPLimits) { self.limits = limits }
 
     /// True while a request has started arriving (a head or body is partial).
     func isMidRequest(bufferedBytes: Int) -> Bool {
@@ -53,7 +53,7 @@ struct HTTPParser {
     mutating func continueSent() { wantsContinue = false }
 
     /// Parses from `buffer[index...]`, advancing `index` past what it consumed.
-    mutating func parse(_ buffer: [UInt8], index: inout Int) -> Outcome {
+    public mutating func parse(_ buffer: [UInt8], index: inout Int) -> Outcome {
         while true {
             switch state {
             case .head(let scanned):

@@ -74,6 +74,7 @@ public final class HTTPServer: Sendable {
     /// Binds and starts serving; returns the bound port (useful with port 0).
     @discardableResult
     public func start() throws -> Int {
+        Socket.raiseDescriptorLimit(toAtLeast: configuration.limits.maxConnections + 256)
         let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port)
         listener.withLock { $0 = (fd, port) }
         for loop in loops { loop.start(server: context, listenerFD: fd) }

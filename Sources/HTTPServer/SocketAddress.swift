@@ -65,6 +65,15 @@ enum Socket {
         }
     }
 
+    /// The connection limit is worth nothing if the process runs out of file
+    /// descriptors first: raise the soft limit as far as the hard one allows.
+    static func raiseDescriptorLimit(toAtLeast wanted: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(wanted) else { return }
+        limit.rlim_cur = min(limit.rlim_max, rlim_t(wanted))
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
     /// Without TCP_NODELAY, a response written after a small earlier segment
     /// waits for the peer's delayed ACK (40 ms here).
     static func setNoDelay(_ fd: Int32) {
