@@ -49,7 +49,9 @@ final class WebhookAttempt {
         provisiond_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 10_000))
         provisiond_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)  // a redirect is a failed attempt
         provisiond_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        provisiond_easy_setopt_long(easy, CURLOPT_PIPEWAIT, 1)  // prefer multiplexing on an HTTP/2 connection
+        // No CURLOPT_PIPEWAIT: until a host's first answer shows it is not HTTP/2, it holds every
+        // other attempt to that host, so one hanging receiver would run at one attempt at a time and
+        // stall other subscriptions on the same host. HTTP/2 connections are still reused once known.
         provisiond_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         // The receiver's answer body is not needed: read and drop it.
         provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { _, size, count, _ in size * count }

@@ -35,6 +35,8 @@ public final class Dispatcher: @unchecked Sendable {
     private struct Inbox {
         var wake = false
         var committed: [(subscription: Int64, delivery: Int64)] = []
+        /// Subscriptions an operator acted on (retry, unpause, new URL).
+        var probeNow: Set<String> = []
         var stopRequested = false
     }
 
@@ -76,12 +78,24 @@ public final class Dispatcher: @unchecked Sendable {
         curl.wakeup()
     }
 
+    /// An operator retried, unpaused or re-pointed the subscription: if it is
+    /// down, probe it now rather than after its backoff (which can be as
+    /// long as --retry-max). It stays down until a probe succeeds.
+    public func probeNow(subscriptionId: String) {
+        inbox.withLock {
+            $0.probeNow.insert(subscriptionId)
+            $0.wake = true
+        }
+        curl.wakeup()
+    }
+
     /// Stops claiming, lets in-flight attempts finish for up to `grace`, and
     /// hands back the rest as due (they stay pending in the database).
     public func shutdown(grace: Duration) async {
         let deadline = WallClock.nowMillis() + RetryPolicy.millis(grace)
-        inbox.withLock { $0.stopRequested = true }
+        // The deadline first: the thread may see stopRequested at once, and a deadline of 0 would drop the grace.
         stopDeadline.store(deadline, ordering: .relaxed)
+        inbox.withLock { $0.stopRequested = true }
         curl.wakeup()
         await withCheckedContinuation { continuation in
             let already = finished.withLock { slot -> Bool in
@@ -109,11 +123,15 @@ public final class Dispatcher: @unchecked Sendable {
                 let taken = box
                 box.wake = false
                 box.committed.removeAll()
+                box.probeNow.removeAll()
                 return taken
             }
             for (subscription, delivery) in box.committed {
                 subscriptions[subscription]?.busy.remove(delivery)
                 awaitingCommit -= 1
+            }
+            for (seq, target) in targets where box.probeNow.contains(target.id) {
+                subscriptions[seq]?.probeNotBefore = 0
             }
             stopping = stopping || box.stopRequested
             let now = WallClock.nowMillis()

@@ -10,6 +10,8 @@ struct ProvisioningAPI: Sendable {
     let logger: Logger
     /// Called after a commit that created deliveries, to wake the dispatcher.
     let deliveriesCreated: @Sendable () -> Void
+    /// Called when an operator retried, unpaused or re-pointed a subscription.
+    let subscriptionRevived: @Sendable (String) -> Void
     /// Called after a `deliver: all` subscription was created.
     let backfillRequested: @Sendable () -> Void
 
@@ -91,7 +93,7 @@ struct ProvisioningAPI: Sendable {
                 let patch = try SubscriptionPatch.parse(request.body)
                 let id = request.pathParameters["id"]!
                 guard let subscription = try await store.updateSubscription(id: id, patch) else { return notFound(id) }
-                if patch.paused == false || patch.url != nil { deliveriesCreated() }
+                if patch.paused == false || patch.url != nil { subscriptionRevived(id) }
                 return .json(200, Representation.subscription(subscription))
             }
         }
@@ -129,7 +131,7 @@ struct ProvisioningAPI: Sendable {
             await handle {
                 let id = request.pathParameters["id"]!
                 guard let count = try await store.retryFailed(subscriptionId: id) else { return notFound(id) }
-                if count > 0 { deliveriesCreated() }
+                if count > 0 { subscriptionRevived(id) }
                 return .json(202, .object([("requeued", .int(count))]))
             }
         }

@@ -61,6 +61,7 @@ public final class ProvisioningService: Sendable {
         let api = ProvisioningAPI(
             store: store, token: Array(token.utf8), metrics: metrics, logger: logger,
             deliveriesCreated: { dispatcher.wake() },
+            subscriptionRevived: { dispatcher.probeNow(subscriptionId: $0) },
             backfillRequested: { backfill.request() })
         server = try HTTPServer(configuration: serverConfiguration, logger: logger, handler: api.makeHandler())
     }

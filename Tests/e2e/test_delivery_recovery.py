@@ -1,0 +1,247 @@
+"""Delivery when things go wrong and come back: receivers that are down and
+start later, kill -9 of the service mid-delivery, catch-up of a new
+environment, pause and delete, and the circuit breaker that probes a dead
+receiver instead of hammering it. Real binary, real receivers on 127.0.0.1;
+every wait is a bounded poll, nothing asserts speed."""
+import time
+
+from conftest import wait_until
+from receivers import FAST, Reply, provisiond, receivers, verify  # noqa: F401 (fixtures)
+
+
+def body_tenant_ids(rx):
+    """Tenant ids in the bodies rx received (distinct)."""
+    return {r.json()["data"]["id"] for r in rx.snapshot()}
+
+
+def test_refused_then_receiver_comes_up_and_backlog_arrives(provisiond, receivers):
+    hub = provisiond(*FAST)
+    env = receivers("late", down=True)  # its port refuses connections for now
+    sub = hub.subscribe("late", env.url)
+    tenants = hub.create_tenants("backlog", 20)
+
+    d = hub.wait_delivery(tenants[0]["id"], sub["id"], lambda d: d["attempts"] >= 1, what="a refused attempt")
+    assert d["state"] == "pending" and d["lastStatus"] is None, d
+    assert "refused" in d["lastError"].lower(), d
+    assert d["nextAttemptAt"] is not None and d["deliveredAt"] is None, d
+    assert hub.tenant(tenants[0]["id"])["status"] == "pending"
+    # A while of refusals: past the 5 that make it count as down, it keeps being probed.
+    wait_until(lambda: sum(x["attempts"] for x in hub.deliveries(sub["id"])) >= 8, what="refusals going on")
+    assert hub.subscription(sub["id"])["counts"] == {"pending": 20, "delivered": 0, "failed": 0}
+
+    env.start()
+    counts = hub.wait_counts(sub["id"], delivered=20)
+    assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
+    assert body_tenant_ids(env) == {t["id"] for t in tenants}
+    assert len(env.ids()) == 20
+    for r in env.snapshot():
+        verify(r, sub["secret"])
+    for t in tenants:
+        (d,) = hub.tenant(t["id"])["deliveries"]
+        assert d["state"] == "delivered" and d["lastStatus"] == 204 and d["lastError"] is None, d
+
+
+def test_kill9_mid_delivery_then_restart_delivers_everything(provisiond, receivers, tmp_path):
+    args = ["--retry-initial", "100ms", "--retry-max", "1s", "--delivery-timeout", "20s"]
+    data_dir = str(tmp_path / "killed")
+    hub = provisiond(*args, data_dir=data_dir)
+    slow = receivers("slow")
+    # The first few are acknowledged at once, the rest hang: in flight when the service dies.
+    slow.script(*[Reply(204)] * 4, default=Reply(204, delay=60))
+    down = receivers("down", down=True)
+    slow_sub, down_sub = hub.subscribe("slow", slow.url), hub.subscribe("down", down.url)
+    tenants = hub.create_tenants("crash", 10)
+
+    hub.wait_counts(slow_sub["id"], delivered=4)
+    slow.wait_in_flight(1)
+    wait_until(lambda: hub.delivery_of(tenants[0]["id"], down_sub["id"])["attempts"] >= 1, what="a refused attempt")
+    hub.kill9()
+    hung = {r.webhook_id for r in slow.snapshot() if r.done_seq is None}  # in flight when it died
+    assert hung, "nothing was in flight"
+    slow.release()  # the hanging answers go nowhere now
+    slow.answer(Reply(204))
+
+    hub = provisiond(*args, data_dir=data_dir)
+    # Nothing acknowledged before the crash is lost from the record.
+    counts = hub.subscription(slow_sub["id"])["counts"]
+    assert counts["delivered"] >= 4 and counts["failed"] == 0, counts
+    down.start()
+    for sub in (slow_sub, down_sub):
+        counts = hub.wait_counts(sub["id"], delivered=10)
+        assert counts == {"pending": 0, "delivered": 10, "failed": 0}, counts
+    for t in tenants:
+        assert hub.tenant(t["id"])["status"] == "provisioned"
+
+    # At least once: duplicates allowed (the hung attempts were sent again), no event missing.
+    event_ids = {i["eventId"] for i in hub.deliveries(slow_sub["id"])}
+    assert len(event_ids) == 10
+    for rx, sub in ((slow, slow_sub), (down, down_sub)):
+        assert rx.ids() == event_ids
+        assert body_tenant_ids(rx) == {t["id"] for t in tenants}
+        for r in rx.snapshot():
+            verify(r, sub["secret"])
+    # What was in flight when it died was sent again after the restart.
+    for webhook_id in hung:
+        assert sum(r.webhook_id == webhook_id for r in slow.snapshot()) >= 2, webhook_id
+
+
+def test_sigterm_mid_delivery_exits_0_and_restart_delivers_everything(provisiond, receivers, tmp_path):
+    args = ["--retry-initial", "100ms", "--retry-max", "1s", "--delivery-timeout", "20s"]
+    data_dir = str(tmp_path / "stopped")
+    hub = provisiond(*args, data_dir=data_dir)
+    rx = receivers("slowish", Reply(204, delay=1))  # answers within the shutdown grace
+    hung = receivers("hung", Reply(204, delay=60))  # answers only when released: handed back
+    rx_sub, hung_sub = hub.subscribe("slowish", rx.url), hub.subscribe("hung", hung.url)
+    tenants = hub.create_tenants("term", 4)
+    rx.wait_in_flight(1)
+    hung.wait_in_flight(1)
+
+    assert hub.stop() == 0, hub.svc.output()[-2000:]
+    hung.release()
+    hung.answer(Reply(204))
+    hub = provisiond(*args, data_dir=data_dir)
+    for sub in (rx_sub, hung_sub):
+        counts = hub.wait_counts(sub["id"], delivered=4)
+        assert counts == {"pending": 0, "delivered": 4, "failed": 0}, counts
+    for rx_, sub in ((rx, rx_sub), (hung, hung_sub)):
+        assert body_tenant_ids(rx_) == {t["id"] for t in tenants}
+        for r in rx_.snapshot():
+            verify(r, sub["secret"])
+
+
+def test_deliver_all_catches_up_and_deliver_new_does_not(provisiond, receivers):
+    hub = provisiond(*FAST)
+    old = hub.create_tenants("before", 5)
+    catchup, fresh = receivers("catchup"), receivers("fresh")
+    catchup_sub = hub.subscribe("catchup", catchup.url, deliver="all")
+    fresh_sub = hub.subscribe("fresh", fresh.url)  # deliver: new (the default)
+    assert (catchup_sub["deliver"], fresh_sub["deliver"]) == ("all", "new")
+
+    catchup.wait_for_ids(5)
+    hub.wait_counts(catchup_sub["id"], delivered=5)
+    assert body_tenant_ids(catchup) == {t["id"] for t in old}
+    for r in catchup.snapshot():
+        verify(r, catchup_sub["secret"])
+    for t in old:
+        assert hub.tenant(t["id"])["status"] == "provisioned"
+
+    new = hub.create_tenant("after.example.com")
+    for rx, sub in ((catchup, catchup_sub), (fresh, fresh_sub)):
+        hub.wait_delivery(new["id"], sub["id"], lambda d: d["state"] == "delivered", what=f"{rx.name} got the new one")
+    assert body_tenant_ids(fresh) == {new["id"]}  # nothing from before it subscribed
+    assert body_tenant_ids(catchup) == {t["id"] for t in old} | {new["id"]}
+    assert hub.subscription(fresh_sub["id"])["counts"] == {"pending": 0, "delivered": 1, "failed": 0}
+
+
+def test_paused_subscription_collects_and_sends_on_unpause(provisiond, receivers):
+    hub = provisiond(*FAST)
+    active, paused = receivers("active"), receivers("paused")
+    active_sub = hub.subscribe("active", active.url)
+    paused_sub = hub.subscribe("paused", paused.url)
+    assert hub.patch(paused_sub["id"], paused=True)["paused"] is True
+    assert hub.subscription(paused_sub["id"])["counts"]["pending"] == 0
+
+    tenants = hub.create_tenants("paused", 5)
+    hub.wait_counts(active_sub["id"], delivered=5)
+    # The active one got them all; the paused one was due in the same rounds and got nothing.
+    time.sleep(0.5)
+    assert paused.count() == 0, paused.snapshot()
+    assert hub.subscription(paused_sub["id"])["counts"] == {"pending": 5, "delivered": 0, "failed": 0}
+    for t in tenants:
+        assert hub.tenant(t["id"])["status"] == "pending"
+
+    assert hub.patch(paused_sub["id"], paused=False)["paused"] is False
+    hub.wait_counts(paused_sub["id"], delivered=5)
+    assert body_tenant_ids(paused) == {t["id"] for t in tenants}
+    for r in paused.snapshot():
+        verify(r, paused_sub["secret"])
+    for t in tenants:
+        assert hub.tenant(t["id"])["status"] == "provisioned"
+
+
+def test_deleted_subscription_gets_no_more_attempts(provisiond, receivers):
+    hub = provisiond(*FAST)
+    gone, keep = receivers("gone", down=True), receivers("keep")
+    gone_sub, keep_sub = hub.subscribe("gone", gone.url), hub.subscribe("keep", keep.url)
+    tenants = hub.create_tenants("deleted", 3)
+    hub.wait_delivery(tenants[0]["id"], gone_sub["id"], lambda d: d["attempts"] >= 1, what="a refused attempt")
+    hub.wait_counts(keep_sub["id"], delivered=3)
+
+    hub.delete(gone_sub["id"])
+    assert hub.session.get(f"{hub.url}/subscriptions/{gone_sub['id']}").status_code == 404
+    for t in tenants:
+        assert [d["subscription"] for d in hub.tenant(t["id"])["deliveries"]] == ["keep"]
+        assert hub.tenant(t["id"])["status"] == "provisioned"
+    # A tenant published after the delete reaches `keep`: the dispatcher has looked since.
+    later = hub.create_tenant("after-delete.example.com")
+    hub.wait_delivery(later["id"], keep_sub["id"], lambda d: d["state"] == "delivered", what="keep got the later one")
+    assert [d["subscription"] for d in hub.tenant(later["id"])["deliveries"]] == ["keep"]
+
+    gone.start()
+    time.sleep(1.5)  # longer than --retry-max: any retry still scheduled would have come
+    assert gone.count() == 0, gone.snapshot()
+
+
+def overlap(records):
+    """The most requests in progress at once among `records` (start/end intervals)."""
+    edges = sorted([(r.start, 1) for r in records] + [(r.end, -1) for r in records], key=lambda e: (e[0], e[1]))
+    most = current = 0
+    for _, step in edges:
+        current += step
+        most = max(most, current)
+    return most
+
+
+def test_dead_receiver_is_probed_one_at_a_time_not_hammered(provisiond, receivers):
+    max_in_flight, backlog = 8, 200
+    hub = provisiond(*FAST, "--max-in-flight", str(max_in_flight))
+    dead = receivers("dead", Reply(500, delay=0.05))  # accepts, then fails every request
+    healthy = receivers("healthy")
+    dead_sub, healthy_sub = hub.subscribe("dead", dead.url), hub.subscribe("healthy", healthy.url)
+    tenants = hub.create_tenants("breaker", backlog)
+
+    # The healthy one is not held up by its dead neighbour.
+    hub.wait_counts(healthy_sub["id"], delivered=backlog)
+    # Enough probes after the breaker opened to judge them.
+    first = max_in_flight + 5  # at most this many can start before the 5th failure is counted
+    dead.wait_for_requests(first + 3)
+
+    records = [r for r in dead.snapshot() if r.end is not None]
+    records.sort(key=lambda r: r.start)
+    assert all(r.status == 500 for r in records)
+    assert dead.max_in_flight <= max_in_flight and healthy.max_in_flight <= max_in_flight, \
+        (dead.max_in_flight, healthy.max_in_flight)
+    later = records[first:]
+    assert overlap(later) <= 1, [(round(r.start, 3), round(r.end, 3)) for r in later]
+    # Probed, not hammered: far fewer requests than the backlog.
+    total = dead.count()
+    assert total < backlog // 4, total
+    counts = hub.subscription(dead_sub["id"])["counts"]
+    assert counts["delivered"] == 0 and counts["pending"] == backlog, counts
+
+    # One success and the backlog flows again, still within --max-in-flight.
+    dead.answer(Reply(204))
+    counts = hub.wait_counts(dead_sub["id"], delivered=backlog)
+    assert counts == {"pending": 0, "delivered": backlog, "failed": 0}, counts
+    assert len(dead.ids()) == backlog
+    assert dead.max_in_flight <= max_in_flight, dead.max_in_flight
+    assert body_tenant_ids(dead) == {t["id"] for t in tenants}
+
+
+def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
+    # Long backoff: once down, the next probe would wait 30-60 s on its own.
+    hub = provisiond("--retry-initial", "2s", "--retry-max", "60s", "--max-attempts", "1")
+    env = receivers("back", down=True)
+    sub = hub.subscribe("back", env.url)
+    hub.patch(sub["id"], paused=True)
+    hub.create_tenants("revive", 20)
+    hub.patch(sub["id"], paused=False)  # 20 attempts at once, 20 refusals in a row: down
+    hub.wait_counts(sub["id"], failed=20)
+
+    env.start()
+    assert hub.retry(sub["id"]) == {"requeued": 20}
+    # The operator's retry probes now instead of after the breaker's backoff;
+    # the first success lets the rest flow. (20 s is below the 30 s the
+    # backoff alone would take, and far above what the delivery needs.)
+    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
+    assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
