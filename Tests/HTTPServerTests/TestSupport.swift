@@ -130,8 +130,8 @@ final class TestServer: @unchecked Sendable {
         return limits
     }
 
-    init(limits: HTTPLimits = TestServer.quickLimits(), eventLoops: Int = 2, handler: HTTPHandler? = nil) throws {
-        let configuration = HTTPServer.Configuration(host: "127.0.0.1", port: 0, eventLoopCount: eventLoops, limits: limits)
+    init(limits: HTTPLimits = TestServer.quickLimits(), eventLoops: Int = 2, host: String = "127.0.0.1", handler: HTTPHandler? = nil) throws {
+        let configuration = HTTPServer.Configuration(host: host, port: 0, eventLoopCount: eventLoops, limits: limits)
         server = try HTTPServer(configuration: configuration, handler: handler ?? TestApp.handler(probe: probe))
         port = try server.start()
     }
