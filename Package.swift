@@ -55,7 +55,6 @@ let package = Package(
         .executableTarget(name: "FuzzRequestDecoding", dependencies: ["HTTPServer", "Provisioning", "FuzzSupport"]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "HTTPServer", "CSQLite"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["HTTPServer"]),
     ],
     swiftLanguageModes: [.v6]
 )
