@@ -11,7 +11,7 @@ PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemath
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz bench clean
+.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
 
 run: deps release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -71,6 +71,11 @@ test-chaos: build
 N ?= 20000
 chaos: deps release
 	python3 bench/chaos.py --n $(N) --crashes 3
+
+# The Swift suites under ThreadSanitizer and AddressSanitizer (own build folders).
+sanitize: deps
+	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+	$(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 bench: deps release
 	bench/run-all.sh

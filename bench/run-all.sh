@@ -6,3 +6,4 @@ cd "$(dirname "$0")"
 ./publish.sh 10s | grep '^publish:'
 ./fanout.sh 10000 | tail -1
 ./latency.sh 200 20 | tail -1
+./sqlite-limit.sh 2000
