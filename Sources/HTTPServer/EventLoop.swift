@@ -159,8 +159,6 @@ final class EventLoop: @unchecked Sendable {
         for connection in Array(connections.values) { connection.close() }
     }
 
-    var connectionCount: Int { connections.count }
-
     // MARK: epoll registration (loop thread)
 
     func register(fd: Int32, events: UInt32) {

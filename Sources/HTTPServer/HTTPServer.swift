@@ -23,9 +23,7 @@ final class ServerContext: Sendable {
     }
 
     func admitConnection() -> Bool {
-        let (_, ok) = openConnections.wrappingAdd(1, ordering: .relaxed)
-        _ = ok
-        if openConnections.load(ordering: .relaxed) > limits.maxConnections {
+        if openConnections.wrappingAdd(1, ordering: .relaxed).newValue > limits.maxConnections {
             openConnections.wrappingSubtract(1, ordering: .relaxed)
             return false
         }
@@ -75,6 +73,9 @@ public final class HTTPServer: Sendable {
     @discardableResult
     public func start() throws -> Int {
         Socket.raiseDescriptorLimit(toAtLeast: configuration.limits.maxConnections + 256)
+        // A write to a connection the peer has reset must fail with EPIPE,
+        // not kill the process (writev has no MSG_NOSIGNAL).
+        signal(SIGPIPE, SIG_IGN)
         let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port)
         listener.withLock { $0 = (fd, port) }
         for loop in loops { loop.start(server: context, listenerFD: fd) }

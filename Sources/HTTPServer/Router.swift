@@ -54,7 +54,12 @@ public struct Router: Sendable {
 
     /// Routes and runs the request.
     public func respond(to request: HTTPRequest) async -> HTTPResponse {
-        switch match(request) {
+        await respond(to: request, match: match(request))
+    }
+
+    /// Runs a request already matched (by a caller that needed the match too).
+    public func respond(to request: HTTPRequest, match: Match) async -> HTTPResponse {
+        switch match {
         case .found(let route, let parameters):
             var routed = request
             routed.pathParameters = parameters

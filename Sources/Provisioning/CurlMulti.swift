@@ -12,6 +12,8 @@ final class WebhookAttempt {
     let subscriptionSeq: Int64
     let delivery: DueDelivery
     let startedAt: Int64
+    /// Claimed while its subscription was down: the one probe allowed.
+    var isProbe = false
     private var headers: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 

@@ -27,6 +27,9 @@ public final class Dispatcher: @unchecked Sendable {
         /// not to be claimed again.
         var busy = Set<Int64>()
         var consecutiveFailures = 0
+        /// Probes that failed since the subscription went down: they, not the
+        /// burst of failures that tripped the breaker, set the probe backoff.
+        var failedProbes = 0
         /// While down: no probe before this time (Unix ms).
         var probeNotBefore: Int64 = 0
     }
@@ -65,7 +68,9 @@ public final class Dispatcher: @unchecked Sendable {
         self.logger = logger
     }
 
-    public func start() {
+    /// Opens the dispatcher's own database reader and starts its thread.
+    public func start() throws {
+        reader = try store.openQueueReader()
         let thread = Thread { [self] in run() }
         thread.name = "dispatcher"
         thread.start()
@@ -92,7 +97,7 @@ public final class Dispatcher: @unchecked Sendable {
     /// Stops claiming, lets in-flight attempts finish for up to `grace`, and
     /// hands back the rest as due (they stay pending in the database).
     public func shutdown(grace: Duration) async {
-        let deadline = WallClock.nowMillis() + RetryPolicy.millis(grace)
+        let deadline = WallClock.nowMillis() + grace.milliseconds
         // The deadline first: the thread may see stopRequested at once, and a deadline of 0 would drop the grace.
         stopDeadline.store(deadline, ordering: .relaxed)
         inbox.withLock { $0.stopRequested = true }
@@ -112,11 +117,6 @@ public final class Dispatcher: @unchecked Sendable {
     // MARK: Dispatcher thread
 
     private func run() {
-        do {
-            reader = try store.openQueueReader()
-        } catch {
-            logger.critical("dispatcher cannot read the database: \(error)")
-        }
         var stopping = false
         while true {
             let box = inbox.withLock { box -> Inbox in
@@ -199,8 +199,9 @@ public final class Dispatcher: @unchecked Sendable {
         for delivery in due {
             guard let attempt = WebhookAttempt(
                 url: target.url, subscriptionSeq: target.seq, delivery: delivery, signer: signer,
-                timeoutMs: Int(RetryPolicy.millis(settings.deliveryTimeout)), userAgent: settings.userAgent, now: now)
+                timeoutMs: Int(settings.deliveryTimeout.milliseconds), userAgent: settings.userAgent, now: now)
             else { continue }
+            attempt.isProbe = isDown
             state.busy.insert(delivery.seq)
             attempts[attempt.easy] = attempt
             curl.add(attempt)
@@ -233,33 +234,41 @@ public final class Dispatcher: @unchecked Sendable {
         for (easy, code) in finished {
             guard let attempt = attempts.removeValue(forKey: easy) else { continue }
             curl.remove(attempt)
-            let outcome = outcome(of: attempt, code: code, now: now)
+            let (outcome, retryAfter) = outcome(of: attempt, code: code, now: now)
             outcomes.append(outcome)
             keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
-            account(outcome, attempt: attempt, now: now)
+            account(outcome, retryAfter: retryAfter, attempt: attempt, now: now)
         }
         guard !outcomes.isEmpty else { return }
         awaitingCommit += keys.count
         let recorded = keys
         store.record(outcomes) { [self] result in
-            if case .failure(let error) = result {
-                // Not recorded: the deliveries stay pending and are tried again; at-least-once holds.
-                logger.error("could not record \(recorded.count) delivery outcomes: \(error)")
+            let release: @Sendable () -> Void = { [self] in
+                inbox.withLock { $0.committed.append(contentsOf: recorded) }
+                curl.wakeup()
             }
-            inbox.withLock { $0.committed.append(contentsOf: recorded) }
-            curl.wakeup()
+            if case .failure(let error) = result {
+                // Not recorded: the deliveries stay pending and will be sent again (at-least-once).
+                // Not at once, though: while the disk refuses writes, that would resend in a loop.
+                logger.error("could not record \(recorded.count) delivery outcomes: \(error)")
+                DispatchQueue.global().asyncAfter(deadline: .now() + 1, execute: release)
+            } else {
+                release()
+            }
         }
     }
 
-    private func outcome(of attempt: WebhookAttempt, code: CURLcode, now: Int64) -> AttemptOutcome {
+    /// The attempt's outcome to record, and the receiver's Retry-After (ms), if any.
+    private func outcome(of attempt: WebhookAttempt, code: CURLcode, now: Int64) -> (AttemptOutcome, Int64?) {
         let status = attempt.responseStatus
         let delivered = code == CURLE_OK && status.map { (200..<300).contains($0) } == true
         if delivered {
-            return AttemptOutcome(
+            let outcome = AttemptOutcome(
                 deliverySeq: attempt.delivery.seq, delivered: true, failed: false, attemptedAt: attempt.startedAt,
                 status: status, error: nil, nextAttemptAt: nil)
+            return (outcome, nil)
         }
-        let timeoutMs = Int(RetryPolicy.millis(settings.deliveryTimeout))
+        let timeoutMs = Int(settings.deliveryTimeout.milliseconds)
         let error: String
         if code != CURLE_OK {
             error = CurlMulti.describe(code, detail: attempt.errorDetail, timeoutMs: timeoutMs)
@@ -274,14 +283,15 @@ public final class Dispatcher: @unchecked Sendable {
         }
         let attemptsSoFar = attempt.delivery.attempts + 1
         let exhausted = settings.policy.isExhausted(attempts: attemptsSoFar)
-        return AttemptOutcome(
+        let outcome = AttemptOutcome(
             deliverySeq: attempt.delivery.seq, delivered: false, failed: exhausted, attemptedAt: attempt.startedAt,
             status: status, error: error,
             nextAttemptAt: exhausted ? nil : now + settings.policy.delayMillis(failures: attemptsSoFar, retryAfterMillis: retryAfter))
+        return (outcome, retryAfter)
     }
 
     /// Updates the breaker and the metrics.
-    private func account(_ outcome: AttemptOutcome, attempt: WebhookAttempt, now: Int64) {
+    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) {
         let name = targets[attempt.subscriptionSeq]?.name ?? "deleted"
         guard var state = subscriptions[attempt.subscriptionSeq] else { return }
         if outcome.delivered {
@@ -289,17 +299,26 @@ public final class Dispatcher: @unchecked Sendable {
                 logger.info("subscription \(name) is up again; its backlog flows")
             }
             state.consecutiveFailures = 0
+            state.failedProbes = 0
+            state.probeNotBefore = 0
             metrics.delivery(subscription: name, outcome: "delivered")
             metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
         } else {
-            state.consecutiveFailures += 1
             let policy = settings.policy
-            if state.consecutiveFailures >= policy.downAfter {
-                // Down: the next probe waits a backoff of its own, growing while failures go on.
-                state.probeNotBefore = now + policy.delayMillis(failures: state.consecutiveFailures - policy.downAfter + 1)
-                if state.consecutiveFailures == policy.downAfter {
-                    logger.warning("subscription \(name) is down after \(policy.downAfter) failed attempts in a row; probing it one attempt at a time")
-                }
+            let wasDown = state.consecutiveFailures >= policy.downAfter
+            state.consecutiveFailures += 1
+            if !wasDown && state.consecutiveFailures >= policy.downAfter {
+                // Just went down: the first probe after one initial backoff (or the receiver's Retry-After).
+                state.failedProbes = 0
+                state.probeNotBefore = now + policy.delayMillis(failures: 1, retryAfterMillis: retryAfter)
+                logger.warning("subscription \(name) is down after \(policy.downAfter) failed attempts in a row; probing it one attempt at a time")
+            } else if attempt.isProbe {
+                // A failed probe: the next one waits longer, up to --retry-max.
+                state.failedProbes += 1
+                state.probeNotBefore = now + policy.delayMillis(failures: state.failedProbes + 1, retryAfterMillis: retryAfter)
+            } else if wasDown, let retryAfter {
+                // An attempt from before it went down: it may still ask for more patience.
+                state.probeNotBefore = max(state.probeNotBefore, now + retryAfter)
             }
             metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
         }

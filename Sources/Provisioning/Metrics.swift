@@ -40,6 +40,12 @@ public final class Metrics: Sendable {
         state.withLock { $0.requests[RequestKey(method: method, route: route, status: status), default: 0] += 1 }
     }
 
+    /// Methods keep their name; anything else is "other", so clients cannot
+    /// grow the metrics without bound by inventing methods.
+    static func methodLabel(_ method: String) -> String {
+        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(method) ? method : "other"
+    }
+
     /// The exposition text; `backlog` comes from the store at scrape time.
     public func render(backlog: [(String, Int)]) -> String {
         let s = state.withLock { $0 }

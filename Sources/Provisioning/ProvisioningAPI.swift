@@ -33,9 +33,9 @@ struct ProvisioningAPI: Sendable {
                     : "Authorization header does not carry a valid bearer token"
                 response = .problem(401, detail: detail, headers: headers)
             } else {
-                response = await router.respond(to: request)
+                response = await router.respond(to: request, match: match)
             }
-            metrics.request(method: request.method, route: route, status: response.status)
+            metrics.request(method: Metrics.methodLabel(request.method), route: route, status: response.status)
             return response
         }
     }

@@ -68,10 +68,11 @@ public final class ProvisioningService: Sendable {
 
     /// Starts serving; returns the bound port.
     public func start() throws -> Int {
-        let count = (try? store.readers.readNow { db in try db.queryOne("SELECT count(*) FROM tenants") { Int($0.int(0)) } }) ?? nil
-        metrics.setTenantsTotal(count ?? 0)
+        metrics.setTenantsTotal((try? store.readers.readNow(TopicStore.countTenants)) ?? 0)
         backfill.request()  // resume an interrupted catch-up
-        dispatcher.start()  // pending deliveries from before a restart are due at once
+        // Deliveries pending before a restart resume on their schedule;
+        // those that were in flight when the process died are due at once.
+        try dispatcher.start()
         do {
             return try server.start()
         } catch {

@@ -23,16 +23,12 @@ public struct RetryPolicy: Sendable {
     /// the exponential step, with its upper half jittered so that a batch
     /// that failed together does not return together.
     public func delayMillis(failures: Int, retryAfterMillis: Int64? = nil) -> Int64 {
-        let initialMs = Double(RetryPolicy.millis(initial)), maxMs = Double(RetryPolicy.millis(maximum))
+        let initialMs = Double(initial.milliseconds), maxMs = Double(maximum.milliseconds)
         let exponent = Double(min(max(failures - 1, 0), 40))
         let step = min(maxMs, initialMs * pow(2, exponent))
         let jittered = Int64(step / 2 + Double.random(in: 0...(step / 2)))
         if let retryAfterMillis, retryAfterMillis > jittered { return retryAfterMillis }
         return max(1, jittered)
-    }
-
-    static func millis(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 
     /// `Retry-After` as delay-seconds or an HTTP date, in ms from `now`.

@@ -149,7 +149,11 @@ public final class TopicStore: Sendable {
     }
 
     public func tenantCount() async throws -> Int {
-        try await readers.read { db in Int(try db.queryOne("SELECT count(*) FROM tenants") { $0.int(0) } ?? 0) }
+        try await readers.read(TopicStore.countTenants)
+    }
+
+    static func countTenants(_ db: SQLiteConnection) throws -> Int {
+        Int(try db.queryOne("SELECT count(*) FROM tenants") { $0.int(0) } ?? 0)
     }
 
     // MARK: Subscriptions

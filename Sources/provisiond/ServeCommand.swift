@@ -91,6 +91,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try resolve()
+        let signals = SignalWaiter([SIGTERM, SIGINT])
         var logger = Logger(label: "provisiond")
         logger.logLevel = .info
         let service: ProvisioningService
@@ -103,7 +104,7 @@ struct Serve: AsyncParsableCommand {
         let shownHost = config.host.contains(":") ? "[\(config.host)]" : config.host
         logger.info("listening on http://\(shownHost):\(port)")
 
-        let signal = await SignalWaiter.wait(for: [SIGTERM, SIGINT])
+        let signal = await signals.wait()
         logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")
         await service.shutdown()
         logger.info("stopped")

@@ -245,3 +245,20 @@ def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
     # backoff alone would take, and far above what the delivery needs.)
     counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
     assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
+
+
+def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, receivers):
+    # 20 attempts fail together (a receiver restarting). The breaker trips, but
+    # its first probe waits one initial backoff (~1 s), not the 30-60 s that
+    # counting the whole burst as failed probes would give.
+    hub = provisiond("--retry-initial", "1s", "--retry-max", "60s")
+    env = receivers("restarting", down=True)
+    sub = hub.subscribe("restarting", env.url)
+    hub.patch(sub["id"], paused=True)
+    hub.create_tenants("burst", 20)
+    hub.patch(sub["id"], paused=False)
+    wait_until(lambda: all(d["attempts"] >= 1 for d in hub.deliveries(sub["id"])), what="20 refusals")
+
+    env.start()
+    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
+    assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts

@@ -159,3 +159,21 @@ def test_memory_stays_bounded_under_abuse(data_dir):
         assert after - before < 100 * 1024, (before, after)
     finally:
         service.stop()
+
+
+def test_clients_that_reset_with_answers_pending_do_not_kill_the_service(data_dir):
+    # Pipelined requests, then a reset (SO_LINGER 0) before reading: writing
+    # the answers hits EPIPE, which must not raise a fatal SIGPIPE.
+    import struct
+    service = start(data_dir)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n" * 16
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", service.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(request)
+            s.close()
+        assert service.proc.poll() is None, "provisiond died"
+        assert healthy(service)
+    finally:
+        assert service.stop() == 0
