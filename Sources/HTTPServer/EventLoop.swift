@@ -11,9 +11,9 @@ import Synchronization
 final class EventLoop: @unchecked Sendable {
     private let epollFD: Int32
     private let wakeFD: Int32
-    private let queued = Mutex<[@Sendable () -> Void]>([])
+    private let queued = Locked<[@Sendable () -> Void]>([])
     private let stopRequested = Atomic<Bool>(false)
-    private let finished = Mutex<Bool>(false)
+    private let finished = Locked<Bool>(false)
 
     // Loop-thread state.
     private var connections: [Int32: Connection] = [:]

@@ -58,7 +58,7 @@ public final class HTTPServer: Sendable {
     private let configuration: Configuration
     private let context: ServerContext
     private let loops: [EventLoop]
-    private let listener = Mutex<(fd: Int32, port: Int)?>(nil)
+    private let listener = Locked<(fd: Int32, port: Int)?>(nil)
     private let logger: Logger
 
     public init(configuration: Configuration, logger: Logger = Logger(label: "http"), handler: @escaping HTTPHandler) throws {

@@ -1,5 +1,5 @@
+import HTTPServer
 import Logging
-import Synchronization
 
 /// Creates the catch-up deliveries of `deliver: all` subscriptions in
 /// batches, one runner at a time; a request while it runs makes it look again.
@@ -13,7 +13,7 @@ final class BackfillRunner: Sendable {
     private let store: TopicStore
     private let logger: Logger
     private let batchDone: @Sendable () -> Void
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(store: TopicStore, logger: Logger, batchDone: @escaping @Sendable () -> Void) {
         self.store = store

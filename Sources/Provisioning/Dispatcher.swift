@@ -1,3 +1,4 @@
+import HTTPServer
 import CCurl
 import Foundation
 import Logging
@@ -48,8 +49,8 @@ public final class Dispatcher: @unchecked Sendable {
     private let metrics: Metrics
     private let logger: Logger
     private let curl = CurlMulti()
-    private let inbox = Mutex(Inbox())
-    private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let inbox = Locked(Inbox())
+    private let finished = Locked<CheckedContinuation<Void, Never>?>(nil)
     private let done = Atomic<Bool>(false)
 
     // Dispatcher-thread state.

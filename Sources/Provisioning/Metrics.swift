@@ -1,4 +1,4 @@
-import Synchronization
+import HTTPServer
 
 /// Counters and histograms kept in memory and shown in Prometheus text format.
 public final class Metrics: Sendable {
@@ -17,7 +17,7 @@ public final class Metrics: Sendable {
     /// Seconds from publish to acknowledgement.
     static let latencyBounds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600]
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init() {}
 

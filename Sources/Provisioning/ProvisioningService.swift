@@ -1,7 +1,6 @@
 import Foundation
 import HTTPServer
 import Logging
-import Synchronization
 
 /// Wires the pieces: the store (durable topic), the HTTP API and server, the
 /// webhook dispatcher, and the `deliver: all` catch-up.
