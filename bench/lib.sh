@@ -1,4 +1,4 @@
-# Shared helpers for the benchmark scripts: start the release binary on a
+# Shared helpers for the benchmark and contract scripts: start the release binary on a
 # free port with its own data dir, and stop it again.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
