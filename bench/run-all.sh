@@ -7,3 +7,4 @@ cd "$(dirname "$0")"
 ./fanout.sh 10000 | tail -1
 ./latency.sh 200 20 | tail -1
 ./sqlite-limit.sh 2000
+./backlog.sh | tail -1
