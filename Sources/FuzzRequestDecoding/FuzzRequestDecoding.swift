@@ -25,23 +25,16 @@ func decodeEveryWay(_ bytes: [UInt8]) {
 
 #if FUZZING
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    guard let data else { return 0 }
-    decodeEveryWay(Array(UnsafeBufferPointer(start: data, count: size)))
-    return 0
-}
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 { fuzzInput(data, size, decodeEveryWay) }
 
 // SwiftPM links an executable's entry point under this name.
 @_cdecl("FuzzRequestDecoding_main")
 public func fuzzMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
-    runFuzzer(argc, argv) { data, size in fuzzOne(data, size) }
+    runFuzzer(argc, argv) { fuzzOne($0, $1) }
 }
 #else
 @main
 struct Replay {
-    static func main() throws {
-        let count = try replayCorpus(CommandLine.arguments.dropFirst(), run: decodeEveryWay)
-        print("replayed \(count) inputs through the request decoders")
-    }
+    static func main() throws { try replayCommandLine(through: "the request decoders", decodeEveryWay) }
 }
 #endif

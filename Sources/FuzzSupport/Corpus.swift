@@ -17,3 +17,9 @@ public func replayCorpus(_ paths: ArraySlice<String>, run: ([UInt8]) -> Void) th
     }
     return count
 }
+
+/// The replayer's main: every file named on the command line through `run`.
+public func replayCommandLine(through what: String, _ run: ([UInt8]) -> Void) throws {
+    let count = try replayCorpus(CommandLine.arguments.dropFirst(), run: run)
+    print("replayed \(count) inputs through \(what)")
+}

@@ -10,4 +10,11 @@ public func runFuzzer(
     var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
     return LLVMFuzzerRunDriver(&count, &arguments, target)
 }
+
+/// One fuzz input, as libFuzzer hands it over, through `run`.
+public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int, _ run: ([UInt8]) -> Void) -> Int32 {
+    guard let data else { return 0 }
+    run(Array(UnsafeBufferPointer(start: data, count: size)))
+    return 0
+}
 #endif

@@ -79,8 +79,6 @@ public final class ProvisioningService: Sendable {
         }
     }
 
-    public var port: Int? { server.port }
-
     /// Stops accepting, finishes in-flight requests, hands back in-flight
     /// deliveries, and closes the database.
     public func shutdown() async {

@@ -57,57 +57,59 @@ final class PaginationTests: XCTestCase {
         return Fixture(store: store, a: a, b: b, ids: ids, domains: domains, status: status, stateA: stateA)
     }
 
-    /// Follows `next` from the first page to the last; checks every page's shape.
-    private func walkTenants(
-        _ store: TopicStore, _ base: TopicStore.TenantFilter, limit: Int,
-        file: StaticString = #filePath, line: UInt = #line
+    /// Follows `next` from `start` (nil: the first page) to the last page;
+    /// checks every page's shape: full until the last, `next` naming its last item.
+    private func walk<Item>(
+        from start: String?, limit: Int, id: (Item) -> String, file: StaticString, line: UInt,
+        page fetch: (_ after: String?) async throws -> Page<Item>?
     ) async throws -> (ids: [String], pages: Int) {
-        var filter = base
-        filter.limit = limit
         var ids: [String] = []
         var pages = 0
+        var after = start
         while pages < 1000 {
-            let page = try await store.tenants(filter)
+            guard let page = try await fetch(after) else {
+                XCTFail("the listing vanished", file: file, line: line)
+                break
+            }
             pages += 1
-            ids += page.items.map(\.id)
+            ids += page.items.map(id)
             guard let next = page.next else {
                 XCTAssertLessThanOrEqual(page.items.count, limit, file: file, line: line)
                 break
             }
             XCTAssertEqual(page.items.count, limit, "only the last page may be short", file: file, line: line)
-            XCTAssertEqual(next, page.items.last?.id, file: file, line: line)
-            filter.after = next
+            XCTAssertEqual(next, page.items.last.map(id), file: file, line: line)
+            after = next
         }
         return (ids, pages)
+    }
+
+    private func walkTenants(
+        _ store: TopicStore, _ base: TopicStore.TenantFilter, limit: Int,
+        file: StaticString = #filePath, line: UInt = #line
+    ) async throws -> (ids: [String], pages: Int) {
+        try await walk(from: base.after, limit: limit, id: \Tenant.id, file: file, line: line) { after in
+            var filter = base
+            filter.limit = limit
+            filter.after = after
+            return try await store.tenants(filter)
+        }
     }
 
     private func walkDeliveries(
         _ store: TopicStore, subscription: String, _ base: TopicStore.DeliveryFilter, limit: Int,
         file: StaticString = #filePath, line: UInt = #line
     ) async throws -> (ids: [String], pages: Int) {
-        var filter = base
-        filter.limit = limit
-        var ids: [String] = []
-        var pages = 0
-        while pages < 1000 {
-            guard let page = try await store.deliveries(subscriptionId: subscription, filter) else {
-                XCTFail("subscription vanished", file: file, line: line)
-                break
-            }
-            pages += 1
-            ids += page.items.map(\.tenantId)
-            if let state = base.state {
+        try await walk(from: base.after, limit: limit, id: \Delivery.tenantId, file: file, line: line) { after in
+            var filter = base
+            filter.limit = limit
+            filter.after = after
+            let page = try await store.deliveries(subscriptionId: subscription, filter)
+            if let state = base.state, let page {
                 XCTAssertTrue(page.items.allSatisfy { $0.state == state }, file: file, line: line)
             }
-            guard let next = page.next else {
-                XCTAssertLessThanOrEqual(page.items.count, limit, file: file, line: line)
-                break
-            }
-            XCTAssertEqual(page.items.count, limit, "only the last page may be short", file: file, line: line)
-            XCTAssertEqual(next, page.items.last?.tenantId, file: file, line: line)
-            filter.after = next
+            return page
         }
-        return (ids, pages)
     }
 
     private func expectedPages(_ count: Int, limit: Int) -> Int { max(1, (count + limit - 1) / limit) }

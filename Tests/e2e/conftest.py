@@ -171,6 +171,19 @@ def all_tenants(session, base_url, **params):
     raise AssertionError("pagination did not end")
 
 
+def _recv_until(sock, data, done):
+    """Reads onto `data` until done(data), the peer closes, or it resets."""
+    while not done(data):
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def raw_exchange(port, data, read_timeout=10.0):
     """Sends raw bytes on a fresh connection (tolerating a server that closes
     early) and returns (status, headers dict with lowercase names, body bytes)
@@ -182,15 +195,7 @@ def raw_exchange(port, data, read_timeout=10.0):
             sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            buf += chunk
+        buf = _recv_until(sock, b"", lambda data: b"\r\n\r\n" in data)
         head, _, rest = buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1])
@@ -199,14 +204,7 @@ def raw_exchange(port, data, read_timeout=10.0):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
-        while len(rest) < length:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            rest += chunk
+        rest = _recv_until(sock, rest, lambda data: len(data) >= length)
         return status, headers, rest[:length]
     finally:
         sock.close()
