@@ -32,22 +32,29 @@ def test_idle_connections_beyond_the_limit_are_refused_then_reaped(data_dir):
     service = start(data_dir)
     sockets = []
     try:
-        refused = 0
         for _ in range(150):
             s = socket.create_connection(("127.0.0.1", service.port), timeout=5)
             sockets.append(s)
-        # The ones over the limit are told 503 and closed at once.
-        for s in sockets[100:]:
-            s.settimeout(5)
+        # Each connection is either over the limit (told 503 and closed at once)
+        # or idle within it (closed silently by the idle timeout). Which ones are
+        # over is not fixed: two event loops accept from one queue and count
+        # their connections in whichever order they run, so classify every
+        # socket instead of assuming the last 50 are the refused ones.
+        refused = reaped = 0
+        for s in sockets:
+            s.settimeout(10)
             data = s.recv(4096)
             if data.startswith(b"HTTP/1.1 503"):
                 refused += 1
-        assert refused >= 40, refused
-        # Idle connections are closed by the idle timeout, and healthy requests get through again.
+            elif data == b"":
+                reaped += 1
+            else:
+                raise AssertionError(f"unexpected bytes on an idle connection: {data!r}")
+        assert refused + reaped == 150
+        assert 40 <= refused <= 60, refused
+        assert reaped <= 100, reaped
+        # With the idle ones reaped, healthy requests get through again.
         wait_until(lambda: _try_healthy(service), timeout=30, what="a healthy answer after the idle timeout")
-        for s in sockets[:100]:
-            s.settimeout(5)
-            assert s.recv(4096) == b""  # closed by the server
     finally:
         for s in sockets:
             s.close()
