@@ -6,7 +6,7 @@ SWIFT        ?= swift
 HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
-DEB_PACKAGES := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config curl wrk nginx-light
+DEB_PACKAGES := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config curl openssl wrk nginx-light
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -18,7 +18,7 @@ final class WebhookAttempt {
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
     init?(url: String, subscriptionSeq: Int64, delivery: DueDelivery, signer: WebhookSigner,
-          timeoutMs: Int, userAgent: String, now: Int64)
+          timeoutMs: Int, userAgent: String, caFile: String?, now: Int64)
     {
         guard let easy = curl_easy_init() else { return nil }
         self.easy = easy
@@ -51,6 +51,9 @@ final class WebhookAttempt {
         provisiond_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, min(timeoutMs, 10_000))
         provisiond_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0)  // a redirect is a failed attempt
         provisiond_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        // Certificates are always verified (libcurl's default, never turned off); a private
+        // CA, as internal environments often have, is trusted through --webhook-ca-file.
+        if let caFile { provisiond_easy_setopt_string(easy, CURLOPT_CAINFO, caFile) }
         // No CURLOPT_PIPEWAIT: until a host's first answer shows it is not HTTP/2, it holds every
         // other attempt to that host, so one hanging receiver would run at one attempt at a time and
         // stall other subscriptions on the same host. HTTP/2 connections are still reused once known.

@@ -14,6 +14,8 @@ public final class Dispatcher: @unchecked Sendable {
         public var deliveryTimeout: Duration
         public var maxInFlight: Int
         public var userAgent = "provisiond/\(ProvisiondVersion.current)"
+        /// PEM bundle of the CAs trusted for https webhooks; nil: the system's.
+        public var caFile: String?
         public init(policy: RetryPolicy, deliveryTimeout: Duration, maxInFlight: Int) {
             self.policy = policy
             self.deliveryTimeout = deliveryTimeout
@@ -200,7 +202,8 @@ public final class Dispatcher: @unchecked Sendable {
         for delivery in due {
             guard let attempt = WebhookAttempt(
                 url: target.url, subscriptionSeq: target.seq, delivery: delivery, signer: signer,
-                timeoutMs: Int(settings.deliveryTimeout.milliseconds), userAgent: settings.userAgent, now: now)
+                timeoutMs: Int(settings.deliveryTimeout.milliseconds), userAgent: settings.userAgent,
+                caFile: settings.caFile, now: now)
             else { continue }
             attempt.isProbe = isDown
             state.busy.insert(delivery.seq)

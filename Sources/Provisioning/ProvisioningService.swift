@@ -46,14 +46,13 @@ public final class ProvisioningService: Sendable {
             host: configuration.host, port: configuration.port, eventLoopCount: configuration.eventLoops, limits: limits)
         let store = self.store
         let metrics = self.metrics
-        let dispatcher = Dispatcher(
-            store: store,
-            settings: Dispatcher.Settings(
-                policy: RetryPolicy(
-                    initial: configuration.retryInitial, maximum: configuration.retryMax,
-                    maxAttempts: configuration.maxAttempts),
-                deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight),
-            metrics: metrics, logger: logger)
+        var dispatcherSettings = Dispatcher.Settings(
+            policy: RetryPolicy(
+                initial: configuration.retryInitial, maximum: configuration.retryMax,
+                maxAttempts: configuration.maxAttempts),
+            deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight)
+        dispatcherSettings.caFile = configuration.webhookCAFile
+        let dispatcher = Dispatcher(store: store, settings: dispatcherSettings, metrics: metrics, logger: logger)
         self.dispatcher = dispatcher
         let backfill = BackfillRunner(store: store, logger: logger, batchDone: { dispatcher.wake() })
         self.backfill = backfill

@@ -20,6 +20,8 @@ public struct ServiceConfiguration: Sendable {
     /// A request's head must arrive within this, and then its body within
     /// three times this (slow clients are answered 408).
     public var requestTimeout: Duration = .seconds(10)
+    /// PEM bundle of the CAs trusted for https webhooks; nil: the system's.
+    public var webhookCAFile: String?
 
     public init() {}
 }

@@ -31,6 +31,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
     @Option(name: .customLong("idle-timeout"), help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
     @Option(name: .customLong("request-timeout"), help: "Time for a request head to arrive, 408 after it (default 10s).") var requestTimeout: String?
+    @Option(name: .customLong("webhook-ca-file"), help: "PEM file of the CAs trusted for https webhooks (default: the system's).") var webhookCAFile: String?
 
     /// Flag, else environment variable, else nil.
     private func value(_ flag: String?, _ option: String) -> String? {
@@ -79,6 +80,16 @@ struct Serve: AsyncParsableCommand {
         config.maxConnections = try integer(maxConnections, "max-connections", 1...1_000_000) ?? config.maxConnections
         config.idleTimeout = try duration(idleTimeout, "idle-timeout") ?? config.idleTimeout
         config.requestTimeout = try duration(requestTimeout, "request-timeout") ?? config.requestTimeout
+        if let caFile = value(webhookCAFile, "webhook-ca-file") {
+            // Checked now: a typo would otherwise show only as a TLS error on every https delivery.
+            guard let pem = FileManager.default.contents(atPath: caFile) else {
+                throw ValidationError("--webhook-ca-file: cannot read '\(caFile)'")
+            }
+            guard String(decoding: pem, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+                throw ValidationError("--webhook-ca-file: '\(caFile)' holds no PEM certificate")
+            }
+            config.webhookCAFile = caFile
+        }
         guard config.idleTimeout > .zero else { throw ValidationError("--idle-timeout: must be more than 0") }
         guard config.requestTimeout > .zero else { throw ValidationError("--request-timeout: must be more than 0") }
         guard config.deliveryTimeout > .zero else { throw ValidationError("--delivery-timeout: must be more than 0") }
