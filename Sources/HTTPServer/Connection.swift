@@ -191,6 +191,8 @@ final class Connection: @unchecked Sendable {
                 return
             }
             unsentIndex += n
+            // The write timeout is about a reader that takes nothing: any progress restarts it.
+            if n > 0 { waitingSince = monotonicNanoseconds() }
             if unsentIndex < unsent.count { return }
             unsent = []
             unsentIndex = 0

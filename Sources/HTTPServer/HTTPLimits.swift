@@ -18,7 +18,8 @@ public struct HTTPLimits: Sendable {
     public var bodyTimeout: Duration = .seconds(30)
     /// A keep-alive connection with nothing to do is closed after this.
     public var idleTimeout: Duration = .seconds(60)
-    /// A response the client does not read within this is abandoned.
+    /// A response the client takes no byte of for this long is abandoned (a
+    /// slow but steady reader is not: each byte taken restarts the clock).
     public var writeTimeout: Duration = .seconds(30)
 
     public init() {}

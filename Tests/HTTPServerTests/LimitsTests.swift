@@ -303,6 +303,22 @@ final class LimitsTests: XCTestCase {
         XCTAssertTrue(eventually(timeout: 15) { server.server.openConnections == 0 }, "the stuck connection was not closed")
     }
 
+    func testSlowButSteadyReaderOutlastsTheWriteTimeout() throws {
+        // 6 MiB read about 16 KiB per 10 ms takes seconds, several times the write
+        // timeout, but no gap between two reads comes near it.
+        let server = try TestServer(limits: limits {
+            $0.writeTimeout = .milliseconds(1000)
+            $0.idleTimeout = .seconds(60)
+        })
+        defer { server.stop() }
+        let client = try RawClient(port: server.port, timeout: 10, receiveBuffer: 16384)
+        client.pauseBeforeEachRead = 10_000
+        client.send(httpRequest("GET", "/big?bytes=6291456"))
+        let response = try client.readResponse()
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(response.body.count, 6_291_456)
+    }
+
     // MARK: Connections and pipelining depth
 
     func testConnectionLimitAnswers503() throws {

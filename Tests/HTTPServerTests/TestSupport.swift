@@ -211,6 +211,8 @@ final class RawClient {
     let fd: Int32
     private var buffer: [UInt8] = []
     private var closed = false
+    /// A pause before each read, to play a slow reader.
+    var pauseBeforeEachRead: useconds_t = 0
 
     init(port: Int, timeout: Double = 5, receiveBuffer: Int32? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -280,6 +282,7 @@ final class RawClient {
     /// Reads more bytes into the buffer; throws on timeout, close or reset.
     private func fill(_ what: String) throws {
         var chunk = [UInt8](repeating: 0, count: 65536)
+        if pauseBeforeEachRead > 0 { usleep(pauseBeforeEachRead) }
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n > 0 {
