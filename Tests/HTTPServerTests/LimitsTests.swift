@@ -14,6 +14,16 @@ final class LimitsTests: XCTestCase {
         return limits
     }
 
+    /// A server with these timeouts and a client with a small receive buffer,
+    /// so that a large response backs up in the server instead of the kernel.
+    func serverWithSmallWindowClient(idleTimeout: Duration, writeTimeout: Duration) throws -> (TestServer, RawClient) {
+        let server = try TestServer(limits: limits {
+            $0.idleTimeout = idleTimeout
+            $0.writeTimeout = writeTimeout
+        })
+        return (server, try RawClient(port: server.port, timeout: 10, receiveBuffer: 16384))
+    }
+
     // MARK: Body size: 413
 
     func testBodyOverTheLimitGets413WithoutReadingTheBody() throws {
@@ -238,12 +248,8 @@ final class LimitsTests: XCTestCase {
     }
 
     func testIdleTimeoutRunsFromTheEndOfAResponse() throws {
-        let server = try TestServer(limits: limits {
-            $0.idleTimeout = .milliseconds(1500)
-            $0.writeTimeout = .seconds(20)
-        })
+        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .milliseconds(1500), writeTimeout: .seconds(20))
         defer { server.stop() }
-        let client = try RawClient(port: server.port, timeout: 10, receiveBuffer: 16384)
         client.send(httpRequest("GET", "/big?bytes=20000000"))
         // The response waits unread for longer than the idle timeout: a
         // connection with a response being written is not idle ...
@@ -291,12 +297,8 @@ final class LimitsTests: XCTestCase {
     }
 
     func testUnreadResponseIsAbandonedAfterTheWriteTimeout() throws {
-        let server = try TestServer(limits: limits {
-            $0.writeTimeout = .milliseconds(300)
-            $0.idleTimeout = .seconds(60)
-        })
+        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .seconds(60), writeTimeout: .milliseconds(300))
         defer { server.stop() }
-        let client = try RawClient(port: server.port, timeout: 5, receiveBuffer: 4096)
         client.send(httpRequest("GET", "/big?bytes=30000000"))
         XCTAssertTrue(eventually { server.probe.finished == 1 })
         // The client reads nothing; the server gives up on it.
@@ -306,12 +308,8 @@ final class LimitsTests: XCTestCase {
     func testSlowButSteadyReaderOutlastsTheWriteTimeout() throws {
         // 6 MiB read about 16 KiB per 10 ms takes seconds, several times the write
         // timeout, but no gap between two reads comes near it.
-        let server = try TestServer(limits: limits {
-            $0.writeTimeout = .milliseconds(1000)
-            $0.idleTimeout = .seconds(60)
-        })
+        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .seconds(60), writeTimeout: .milliseconds(1000))
         defer { server.stop() }
-        let client = try RawClient(port: server.port, timeout: 10, receiveBuffer: 16384)
         client.pauseBeforeEachRead = 10_000
         client.send(httpRequest("GET", "/big?bytes=6291456"))
         let response = try client.readResponse()
