@@ -70,7 +70,11 @@ extension TopicStore {
 
     /// Writes attempt outcomes in one group. A delivery no longer pending
     /// (its subscription deleted, or requeued meanwhile) is left alone.
-    func record(_ outcomes: [AttemptOutcome], completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+    /// `backlogDueNow`: subscriptions that just came back up. Their pending
+    /// deliveries that were backed off during the outage are due at once
+    /// rather than after a backoff that may be as long as --retry-max.
+    func record(_ outcomes: [AttemptOutcome], backlogDueNow: [Int64] = [], now: Int64 = 0,
+                completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
             for outcome in outcomes {
                 let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
@@ -83,6 +87,12 @@ extension TopicStore {
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
                      outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.deliverySeq)])
+            }
+            for subscription in backlogDueNow {
+                // Few rows: only attempted ones wait in the future (index deliveries_due).
+                try db.run(
+                    "UPDATE deliveries SET next_attempt_at = ? WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
+                    [.integer(now), .integer(subscription), .integer(now)])
             }
         }, completion: completion)
     }

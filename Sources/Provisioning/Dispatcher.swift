@@ -235,18 +235,21 @@ public final class Dispatcher: @unchecked Sendable {
         let now = WallClock.nowMillis()
         var outcomes: [AttemptOutcome] = []
         var keys: [(subscription: Int64, delivery: Int64)] = []
+        var reopened: [Int64] = []
         for (easy, code) in finished {
             guard let attempt = attempts.removeValue(forKey: easy) else { continue }
             curl.remove(attempt)
             let (outcome, retryAfter) = outcome(of: attempt, code: code, now: now)
             outcomes.append(outcome)
             keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
-            account(outcome, retryAfter: retryAfter, attempt: attempt, now: now)
+            if account(outcome, retryAfter: retryAfter, attempt: attempt, now: now) {
+                reopened.append(attempt.subscriptionSeq)
+            }
         }
         guard !outcomes.isEmpty else { return }
         awaitingCommit += keys.count
         let recorded = keys
-        store.record(outcomes) { [self] result in
+        store.record(outcomes, backlogDueNow: reopened, now: now) { [self] result in
             let release: @Sendable () -> Void = { [self] in
                 inbox.withLock { $0.committed.append(contentsOf: recorded) }
                 curl.wakeup()
@@ -294,12 +297,15 @@ public final class Dispatcher: @unchecked Sendable {
         return (outcome, retryAfter)
     }
 
-    /// Updates the breaker and the metrics.
-    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) {
+    /// Updates the breaker and the metrics; true when this success brought a
+    /// down subscription back up.
+    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Bool {
         let name = targets[attempt.subscriptionSeq]?.name ?? "deleted"
-        guard var state = subscriptions[attempt.subscriptionSeq] else { return }
+        guard var state = subscriptions[attempt.subscriptionSeq] else { return false }
+        defer { subscriptions[attempt.subscriptionSeq] = state }
         if outcome.delivered {
-            if state.consecutiveFailures >= settings.policy.downAfter {
+            let wasDown = state.consecutiveFailures >= settings.policy.downAfter
+            if wasDown {
                 logger.info("subscription \(name) is up again; its backlog flows")
             }
             state.consecutiveFailures = 0
@@ -307,6 +313,7 @@ public final class Dispatcher: @unchecked Sendable {
             state.probeNotBefore = 0
             metrics.delivery(subscription: name, outcome: "delivered")
             metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
+            return wasDown
         } else {
             let policy = settings.policy
             let wasDown = state.consecutiveFailures >= policy.downAfter
@@ -325,8 +332,8 @@ public final class Dispatcher: @unchecked Sendable {
                 state.probeNotBefore = max(state.probeNotBefore, now + retryAfter)
             }
             metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
+            return false
         }
-        subscriptions[attempt.subscriptionSeq] = state
     }
 }
 

@@ -131,7 +131,9 @@ struct ProvisioningAPI: Sendable {
             await handle {
                 let id = request.pathParameters["id"]!
                 guard let count = try await store.retryFailed(subscriptionId: id) else { return notFound(id) }
-                if count > 0 { subscriptionRevived(id) }
+                // Even with nothing failed: an operator who fixed a receiver asks to try it now,
+                // not after the breaker's backoff; the first success makes the backlog due.
+                subscriptionRevived(id)
                 return .json(202, .object([("requeued", .int(count))]))
             }
         }

@@ -72,6 +72,13 @@ final class QueryPlanTests: XCTestCase {
             uses: "deliveries_due")
     }
 
+    /// A subscription back up: its backed-off deliveries are made due (DeliveryQueue.record).
+    func testBacklogDueNowUsesDeliveriesDue() async throws {
+        try await assertPlan(
+            "UPDATE deliveries SET next_attempt_at = ? WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
+            uses: "deliveries_due")
+    }
+
     // MARK: A tenant's deliveries and status
 
     func testTenantDeliveriesUseDeliveriesByTenant() async throws {

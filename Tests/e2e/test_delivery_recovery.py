@@ -262,3 +262,27 @@ def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, recei
     env.start()
     counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
     assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
+
+
+def test_the_first_success_after_an_outage_makes_the_whole_backlog_due(provisiond, receivers):
+    # Every attempt during the outage is told Retry-After: 120, so each of the
+    # 10 deliveries waits at least 2 minutes for its own next attempt.
+    hub = provisiond("--retry-initial", "1s", "--retry-max", "10m")
+    env = receivers("outage", Reply(503, headers={"Retry-After": "120"}))
+    sub = hub.subscribe("outage", env.url)
+    hub.patch(sub["id"], paused=True)
+    backlog = hub.create_tenants("outage", 10)
+    hub.patch(sub["id"], paused=False)  # 10 attempts at once, 10 failures in a row: down
+    wait_until(lambda: all(d["attempts"] >= 1 for d in hub.deliveries(sub["id"])), what="10 failed attempts")
+    assert env.count() == 10
+
+    # The receiver is back. A new tenant is due now; the operator's retry
+    # probes with it at once, and its success is the first since the outage.
+    env.answer(Reply(204))
+    fresh = hub.create_tenant("after-outage.example.com")
+    hub.retry(sub["id"])
+    # The backlog flows with it instead of waiting out its 2-minute backoff
+    # (20 s is far below that and far above what 11 deliveries need).
+    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=11)
+    assert counts == {"pending": 0, "delivered": 11, "failed": 0}, counts
+    assert body_tenant_ids(env) == {t["id"] for t in backlog} | {fresh["id"]}
