@@ -25,15 +25,16 @@ public final class ProvisioningService: Sendable {
         guard access(directory, W_OK | X_OK) == 0 else {
             throw StartupFailure("data dir \(directory): not writable")
         }
-        let (token, source) = try APIToken.resolve(given: configuration.apiToken, dataDirectory: directory)
-        switch source {
-        case .given: break
-        case .generated(let path), .stored(let path): logger.info("api token stored in \(path)")
-        }
+        // The database first: if it is unusable, the start fails with one line and writes no token file.
         do {
             store = try TopicStore(directory: directory)
         } catch {
             throw StartupFailure("data dir \(directory): cannot open the database (\(error))")
+        }
+        let (token, source) = try APIToken.resolve(given: configuration.apiToken, dataDirectory: directory)
+        switch source {
+        case .given: break
+        case .generated(let path), .stored(let path): logger.info("api token stored in \(path)")
         }
         var limits = HTTPLimits()
         limits.maxBodyBytes = 1 << 20

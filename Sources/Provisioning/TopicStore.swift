@@ -13,8 +13,19 @@ public final class TopicStore: Sendable {
 
     public init(directory: String) throws {
         path = (directory as NSString).appendingPathComponent(TopicStore.fileName)
+        try TopicStore.keepPrivate(path)
         writer = try StoreWriter(path: path)
         readers = ReaderPool(path: path)
+    }
+
+    /// The database holds the subscriptions' secrets: owner-only, like the
+    /// token file. SQLite gives its -wal and -shm files the database file's
+    /// mode, so creating it 0600 (or tightening an older one) covers all three.
+    static func keepPrivate(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SQLiteError(code: errno, message: "\(path): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
     }
 
     /// Commits what is queued and closes the writer.

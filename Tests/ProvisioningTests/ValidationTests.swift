@@ -134,6 +134,8 @@ final class ValidationTests: XCTestCase {
             (#"{"name": "prod", \#(url), "secret": "abc"}"#, "secret"),
             (#"{"name": "prod", \#(url), "secret": "whsec_"}"#, "secret"),
             (#"{"name": "prod", \#(url), "secret": "whsec_not base64!"}"#, "secret"),
+            // 25 zero bytes are AAAA...AA==; "AB==" sets padding bits: not canonical base64.
+            (#"{"name": "prod", \#(url), "secret": "whsec_\#(String(repeating: "A", count: 32))AB=="}"#, "secret"),
             (#"{"name": "prod", \#(url), "secret": "whsec_\#(Data(repeating: 1, count: 23).base64EncodedString())"}"#, "secret"),
             (#"{"name": "prod", \#(url), "secret": "whsec_\#(Data(repeating: 1, count: 65).base64EncodedString())"}"#, "secret"),
             (#"{"name": "prod", \#(url), "secret": "\#(Data(repeating: 1, count: 32).base64EncodedString())"}"#, "secret"),

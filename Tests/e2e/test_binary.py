@@ -76,3 +76,13 @@ def test_flag_beats_environment(data_dir):
         assert ok.status_code == 200 and env.status_code == 401
     finally:
         s.stop()
+
+
+def test_corrupt_database_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "provisiond.sqlite3").write_bytes(os.urandom(8192))
+    code, lines = run_bad("--port", "0", "--data-dir", str(data))
+    assert code == 2 and len(lines) == 1, lines
+    assert "cannot open the database" in lines[0], lines
+    assert not (data / "api-token").exists()  # nothing written for a start that failed

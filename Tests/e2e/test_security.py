@@ -57,6 +57,26 @@ def test_token_and_secrets_never_leak(data_dir):
     assert secret not in log and generated not in log
 
 
+def test_database_holding_the_secrets_is_owner_only(data_dir):
+    db = os.path.join(data_dir, "provisiond.sqlite3")
+    service = Provisiond(data_dir, "--api-token", "t").start()
+    try:
+        r = service.api().post(service.url + "/subscriptions", json={"name": "prod", "url": DEAD_URLS[0]})
+        assert r.status_code == 201
+        files = [db, db + "-wal", db + "-shm"]
+        assert all(os.path.exists(f) for f in files), os.listdir(data_dir)
+        assert {f: stat.S_IMODE(os.stat(f).st_mode) for f in files} == {f: 0o600 for f in files}
+    finally:
+        service.stop()
+    # A database left world-readable by an older version is tightened at start.
+    os.chmod(db, 0o644)
+    service = Provisiond(data_dir, "--api-token", "t").start()
+    try:
+        assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    finally:
+        service.stop()
+
+
 def test_token_file_is_0600_and_given_token_writes_no_file(data_dir, tmp_path):
     service = Provisiond(data_dir).start()
     service.stop()
