@@ -42,7 +42,9 @@ struct ProvisioningAPI: Sendable {
 
     static func isProtected(_ request: HTTPRequest) -> Bool {
         guard let first = request.pathSegments.first else { return false }
-        return first == "tenants" || first == "subscriptions"
+        // Segments are percent-decoded: "/tenants%2Fx" arrives as one segment "tenants/x" and must not slip past.
+        let top = first.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return top == "tenants" || top == "subscriptions"
     }
 
     func authorized(_ request: HTTPRequest) -> Bool {

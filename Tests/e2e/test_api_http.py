@@ -171,6 +171,11 @@ def test_unknown_paths_are_404(shared_service, ids):
         assert_problem(s.get(shared_service.url + path), 404)
     # Unknown path outside the protected prefixes: 404 without a token.
     assert_problem(requests.get(shared_service.url + "/nope"), 404)
+    # An encoded slash does not take a protected path out of the token check.
+    for path in ["/tenants%2Fx", "/subscriptions%2F", "/tenants%2fx%2fy"]:
+        r = requests.get(shared_service.url + path)
+        assert_problem(r, 401)
+        assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_unknown_ids_are_404(shared_service):
