@@ -12,6 +12,10 @@ public struct InvalidRequest: Error, Sendable, CustomStringConvertible {
 struct ObjectReader {
     let members: [(String, JSON)]
     let path: String
+    /// Creation bodies: an optional field given as null is the same as one
+    /// left out (clients often serialise unset optionals as null). PATCH
+    /// keeps null an error: there it could be read as "remove".
+    var nullIsAbsent = false
 
     static func body(_ bytes: [UInt8]) throws(InvalidRequest) -> ObjectReader {
         let value: JSON
@@ -30,6 +34,15 @@ struct ObjectReader {
 
     func value(_ name: String) -> JSON? { members.first { $0.0 == name }?.1 }
 
+    /// The optional field's value; nil when left out (or null, if that counts as left out).
+    private func optional(_ name: String, required: Bool) throws(InvalidRequest) -> JSON? {
+        guard let value = value(name), !(value.isNull && nullIsAbsent && !required) else {
+            if required { throw InvalidRequest(field: fieldPath(name), message: "is required") }
+            return nil
+        }
+        return value
+    }
+
     func rejectUnknown(allowed: Set<String>, readOnly: Set<String> = []) throws(InvalidRequest) {
         for (name, _) in members where !allowed.contains(name) {
             throw InvalidRequest(field: fieldPath(name), message: readOnly.contains(name) ? "is read-only" : "unknown field")
@@ -37,10 +50,7 @@ struct ObjectReader {
     }
 
     func string(_ name: String, required: Bool) throws(InvalidRequest) -> String? {
-        guard let value = value(name) else {
-            if required { throw InvalidRequest(field: fieldPath(name), message: "is required") }
-            return nil
-        }
+        guard let value = try optional(name, required: required) else { return nil }
         guard let string = value.stringValue else {
             throw InvalidRequest(field: fieldPath(name), message: "expected a string, got \(value.typeName)")
         }
@@ -48,14 +58,11 @@ struct ObjectReader {
     }
 
     func object(_ name: String, required: Bool) throws(InvalidRequest) -> ObjectReader? {
-        guard let value = value(name) else {
-            if required { throw InvalidRequest(field: fieldPath(name), message: "is required") }
-            return nil
-        }
+        guard let value = try optional(name, required: required) else { return nil }
         guard let members = value.objectMembers else {
             throw InvalidRequest(field: fieldPath(name), message: "expected an object, got \(value.typeName)")
         }
-        return ObjectReader(members: members, path: fieldPath(name))
+        return ObjectReader(members: members, path: fieldPath(name), nullIsAbsent: nullIsAbsent)
     }
 
     func bool(_ name: String) throws(InvalidRequest) -> Bool? {
@@ -78,7 +85,8 @@ public struct TenantRequest: Sendable {
     public var canonical: String
 
     public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantRequest {
-        let reader = try ObjectReader.body(body)
+        var reader = try ObjectReader.body(body)
+        reader.nullIsAbsent = true
         try reader.rejectUnknown(allowed: ["domain", "admin", "plan", "attributes"])
         let domain = DomainName.lowercased(try reader.string("domain", required: true)!)
         try DomainName.validate(domain)
@@ -138,7 +146,8 @@ public struct SubscriptionRequest: Sendable {
     public var deliverAll: Bool
 
     public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionRequest {
-        let reader = try ObjectReader.body(body)
+        var reader = try ObjectReader.body(body)
+        reader.nullIsAbsent = true
         try reader.rejectUnknown(allowed: ["name", "url", "secret", "deliver"])
         let name = try reader.string("name", required: true)!
         try SubscriptionRules.validateName(name)

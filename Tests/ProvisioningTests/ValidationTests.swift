@@ -63,6 +63,23 @@ final class ValidationTests: XCTestCase {
         }
     }
 
+    func testNullOptionalFieldsAreTheSameAsLeftOut() throws {
+        let left = try TenantRequest.parse(bytes(#"{"domain": "a.b", "admin": {"username": "u", "email": "@"}}"#))
+        let nulls = try TenantRequest.parse(bytes(
+            #"{"domain": "a.b", "admin": {"username": "u", "email": "@", "firstName": null, "lastName": null}, "plan": null, "attributes": null}"#))
+        XCTAssertNil(nulls.plan)
+        XCTAssertNil(nulls.admin["firstName"])
+        XCTAssertEqual(nulls.attributes, .object([]))
+        XCTAssertEqual(nulls.canonical, left.canonical, "the same request for idempotency")
+
+        let subscription = try SubscriptionRequest.parse(bytes(#"{"name": "prod", "url": "https://p.example/", "secret": null, "deliver": null}"#))
+        XCTAssertNil(subscription.secret)
+        XCTAssertFalse(subscription.deliverAll)
+        // Required fields stay required, and a PATCH null is still an error.
+        assertInvalid("admin.email") { _ = try TenantRequest.parse(bytes(#"{"domain": "a.b", "admin": {"username": "u", "email": null}}"#)) }
+        assertInvalid("url") { _ = try SubscriptionPatch.parse(bytes(#"{"url": null, "paused": true}"#)) }
+    }
+
     func testTenantRequestAcceptsAndNormalizes() throws {
         let full = try TenantRequest.parse(bytes(
             #"{"domain": "Sub.ACME-1.com", "admin": {"username": "ada", "email": "ada@acme.com", "firstName": "Ada", "lastName": "Lovelace"}, "plan": "Demo", "attributes": {"k": [1, {"n": null}], "x": 1.50}}"#))
