@@ -18,20 +18,20 @@ struct Serve: AsyncParsableCommand {
         discussion: "Every option can also be set by PROVISIOND_<OPTION> (PROVISIOND_PORT, PROVISIOND_DATA_DIR, ...); a flag beats the variable."
     )
 
-    @Option(help: "Address to listen on.") var host: String?
-    @Option(help: "Port to listen on (0: any free port).") var port: String?
-    @Option(name: .customLong("data-dir"), help: "Directory of the database and the generated API token.") var dataDir: String?
-    @Option(name: .customLong("api-token"), help: "Bearer token for the API (default: generated into <data-dir>/api-token).") var apiToken: String?
-    @Option(name: .customLong("delivery-timeout"), help: "Time limit of one webhook attempt.") var deliveryTimeout: String?
-    @Option(name: .customLong("retry-initial"), help: "First retry delay.") var retryInitial: String?
-    @Option(name: .customLong("retry-max"), help: "Longest retry delay.") var retryMax: String?
-    @Option(name: .customLong("max-attempts"), help: "Attempts before a delivery fails (0: until it succeeds).") var maxAttempts: String?
-    @Option(name: .customLong("max-in-flight"), help: "Concurrent attempts per subscription.") var maxInFlight: String?
-    @Option(name: .customLong("event-loops"), help: "HTTP event loop threads (0: one per core).") var eventLoops: String?
-    @Option(name: .customLong("max-connections"), help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
-    @Option(name: .customLong("idle-timeout"), help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
-    @Option(name: .customLong("request-timeout"), help: "Time for a request head to arrive, 408 after it (default 10s).") var requestTimeout: String?
-    @Option(name: .customLong("webhook-ca-file"), help: "PEM file of the CAs trusted for https webhooks (default: the system's).") var webhookCAFile: String?
+    @Option(parsing: .unconditional, help: "Address to listen on.") var host: String?
+    @Option(parsing: .unconditional, help: "Port to listen on (0: any free port).") var port: String?
+    @Option(name: .customLong("data-dir"), parsing: .unconditional, help: "Directory of the database and the generated API token.") var dataDir: String?
+    @Option(name: .customLong("api-token"), parsing: .unconditional, help: "Bearer token for the API (default: generated into <data-dir>/api-token).") var apiToken: String?
+    @Option(name: .customLong("delivery-timeout"), parsing: .unconditional, help: "Time limit of one webhook attempt.") var deliveryTimeout: String?
+    @Option(name: .customLong("retry-initial"), parsing: .unconditional, help: "First retry delay.") var retryInitial: String?
+    @Option(name: .customLong("retry-max"), parsing: .unconditional, help: "Longest retry delay.") var retryMax: String?
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Attempts before a delivery fails (0: until it succeeds).") var maxAttempts: String?
+    @Option(name: .customLong("max-in-flight"), parsing: .unconditional, help: "Concurrent attempts per subscription.") var maxInFlight: String?
+    @Option(name: .customLong("event-loops"), parsing: .unconditional, help: "HTTP event loop threads (0: one per core).") var eventLoops: String?
+    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
+    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
+    @Option(name: .customLong("request-timeout"), parsing: .unconditional, help: "Time for a request head to arrive, 408 after it (default 10s).") var requestTimeout: String?
+    @Option(name: .customLong("webhook-ca-file"), parsing: .unconditional, help: "PEM file of the CAs trusted for https webhooks (default: the system's).") var webhookCAFile: String?
 
     /// Flag, else environment variable, else nil.
     private func value(_ flag: String?, _ option: String) -> String? {

@@ -56,6 +56,13 @@ def test_bad_flags_exit_2_with_one_line(tmp_path):
         assert len(lines) == 1, (args, lines)
 
 
+def test_negative_numbers_are_named_as_bad_values_not_missing_ones(tmp_path):
+    for option in ["--port", "--max-attempts", "--max-in-flight"]:
+        code, lines = run_bad(option, "-1", "--data-dir", str(tmp_path / "d"))
+        assert code == 2 and len(lines) == 1, lines
+        assert f"{option}: '-1' is not a whole number" in lines[0], lines
+
+
 def test_bad_environment_value_exits_2(tmp_path):
     code, lines = run_bad("--data-dir", str(tmp_path / "d"), env={"PROVISIOND_PORT": "99999"})
     assert code == 2 and len(lines) == 1 and "port" in lines[0]
