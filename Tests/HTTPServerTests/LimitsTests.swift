@@ -228,35 +228,46 @@ final class LimitsTests: XCTestCase {
 
     func testBodyTimeoutRunsFromTheEndOfTheHead() throws {
         let server = try TestServer(limits: limits {
-            $0.headTimeout = .seconds(10)
-            $0.bodyTimeout = .seconds(2)
+            $0.headTimeout = .seconds(30)
+            $0.bodyTimeout = .seconds(3)
         })
         defer { server.stop() }
         let client = try server.client(timeout: 10)
-        // The head takes longer than the body timeout (within the head timeout) ...
-        let head = Array("POST /echo HTTP/1.1\r\nHost: t\r\nX-Slow: yes\r\nContent-Length: 4\r\n\r\n".utf8)
+        // The head takes longer than the body timeout (a lower bound: a slower
+        // machine only makes it take longer) ...
+        let head = Array("POST /echo HTTP/1.1\r\nHost: t\r\nX-Slow: yes\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n".utf8)
         let pieceSize = head.count / 5 + 1
-        for start in stride(from: 0, to: head.count, by: pieceSize) {
+        for (index, start) in stride(from: 0, to: head.count, by: pieceSize).enumerated() {
+            if index > 0 { usleep(900_000) }
             client.send(Array(head[start..<min(head.count, start + pieceSize)]))
-            usleep(600_000)
         }
-        // ... and the body comes well within the body timeout after it.
+        // ... the 100 Continue is sent where the body clock starts, so once it is
+        // here the server has the whole head and is waiting for the body ...
+        XCTAssertEqual(try client.readResponse().status, 100)
+        // ... and after at least one deadline sweep (every 250 ms), a body clock
+        // started with the head would have fired; one started at its end has not.
+        usleep(300_000)
         client.send("body")
-        let response = try client.readResponse()
+        let response = try client.readFinalResponse()
         XCTAssertEqual(response.status, 200)
         XCTAssertEqual(response.text, "body")
     }
 
     func testIdleTimeoutRunsFromTheEndOfAResponse() throws {
-        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .milliseconds(1500), writeTimeout: .seconds(20))
+        // The idle timeout is long against any stall between the server finishing
+        // the write and this client's next request; the unread phase only has to
+        // outlast it, which a slow machine can only make more so.
+        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .seconds(4), writeTimeout: .seconds(60))
         defer { server.stop() }
         client.send(httpRequest("GET", "/big?bytes=20000000"))
+        XCTAssertTrue(eventually { server.probe.finished == 1 }, "the response is being written")
         // The response waits unread for longer than the idle timeout: a
         // connection with a response being written is not idle ...
-        usleep(3_000_000)
+        usleep(5_000_000)
         XCTAssertEqual(try client.readResponse().body.count, 20_000_000)
-        // ... and once it is written, the connection is good for the idle timeout.
-        usleep(500_000)
+        // ... and once it is written, the connection is good for the idle timeout:
+        // after at least one deadline sweep (every 250 ms) it is still open.
+        usleep(300_000)
         XCTAssertTrue(client.send(httpRequest("GET", "/info")))
         XCTAssertEqual(try client.readResponse().status, 200)
     }
@@ -306,15 +317,15 @@ final class LimitsTests: XCTestCase {
     }
 
     func testSlowButSteadyReaderOutlastsTheWriteTimeout() throws {
-        // 6 MiB read about 16 KiB per 10 ms takes seconds, several times the write
-        // timeout, but no gap between two reads comes near it.
-        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .seconds(60), writeTimeout: .milliseconds(1000))
+        // 12 MiB read about 16 KiB per 10 ms takes about 8 s, more than twice the write
+        // timeout, but no gap between two reads comes near it (a stall of 3 s would).
+        let (server, client) = try serverWithSmallWindowClient(idleTimeout: .seconds(60), writeTimeout: .seconds(3))
         defer { server.stop() }
         client.pauseBeforeEachRead = 10_000
-        client.send(httpRequest("GET", "/big?bytes=6291456"))
+        client.send(httpRequest("GET", "/big?bytes=12582912"))
         let response = try client.readResponse()
         XCTAssertEqual(response.status, 200)
-        XCTAssertEqual(response.body.count, 6_291_456)
+        XCTAssertEqual(response.body.count, 12_582_912)
     }
 
     // MARK: Connections and pipelining depth

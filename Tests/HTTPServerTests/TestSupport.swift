@@ -67,18 +67,51 @@ final class Probe: @unchecked Sendable {
     var maxInFlight: Int { lock.lock(); defer { lock.unlock() }; return _maxInFlight }
 }
 
+// MARK: Gate
+
+/// Holds handlers until the test opens it: an in-flight request that lasts
+/// exactly as long as the test needs, without a timed sleep.
+final class Gate: @unchecked Sendable {
+    private let lock = NSLock()
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            lock.lock()
+            if isOpen {
+                lock.unlock()
+                continuation.resume()
+            } else {
+                waiters.append(continuation)
+                lock.unlock()
+            }
+        }
+    }
+
+    func open() {
+        lock.lock()
+        isOpen = true
+        let ready = waiters
+        waiters = []
+        lock.unlock()
+        for continuation in ready { continuation.resume() }
+    }
+}
+
 // MARK: Test handler
 
 /// A small application for the integration tests.
 ///
 /// - `/echo`: answers 200 with the request body, and `X-Method`/`X-Version`.
 /// - `/slow?ms=N&id=X`: sleeps N ms, then answers `X`.
+/// - `/gate?id=X`: waits until the server's gate is opened, then answers `X`.
 /// - `/big?bytes=N`: answers N bytes of `x`.
 /// - `/info`: method, decoded path, query and version as text lines.
 /// - `/status/N`: answers status N.
 /// - anything else: 404.
 enum TestApp {
-    static func handler(probe: Probe) -> HTTPHandler {
+    static func handler(probe: Probe, gate: Gate) -> HTTPHandler {
         return { request in
             probe.begin()
             defer { probe.end() }
@@ -93,6 +126,9 @@ enum TestApp {
             case "slow":
                 let ms = Int(request.queryValue("ms") ?? "") ?? 100
                 try? await Task.sleep(for: .milliseconds(ms))
+                return .text(200, request.queryValue("id") ?? "done")
+            case "gate":
+                await gate.wait()
                 return .text(200, request.queryValue("id") ?? "done")
             case "big":
                 let count = Int(request.queryValue("bytes") ?? "") ?? 0
@@ -118,6 +154,7 @@ final class TestServer: @unchecked Sendable {
     let server: HTTPServer
     let port: Int
     let probe = Probe()
+    let gate = Gate()
     private var stopped = false
 
     /// Short timeouts by default so a test that relies on one stays quick.
@@ -132,7 +169,7 @@ final class TestServer: @unchecked Sendable {
 
     init(limits: HTTPLimits = TestServer.quickLimits(), eventLoops: Int = 2, host: String = "127.0.0.1", handler: HTTPHandler? = nil) throws {
         let configuration = HTTPServer.Configuration(host: host, port: 0, eventLoopCount: eventLoops, limits: limits)
-        server = try HTTPServer(configuration: configuration, handler: handler ?? TestApp.handler(probe: probe))
+        server = try HTTPServer(configuration: configuration, handler: handler ?? TestApp.handler(probe: probe, gate: gate))
         port = try server.start()
     }
 
@@ -147,6 +184,7 @@ final class TestServer: @unchecked Sendable {
     func stop(grace: Duration = .seconds(2)) -> Bool {
         if stopped { return true }
         stopped = true
+        gate.open()  // no handler is left waiting once the test is over
         let server = self.server
         return runBlocking { await server.shutdown(gracePeriod: grace) }
     }
