@@ -273,7 +273,8 @@ final class LimitsTests: XCTestCase {
     }
 
     func testIdleKeepAliveConnectionIsClosed() throws {
-        let server = try TestServer(limits: limits { $0.idleTimeout = .milliseconds(300) })
+        // 1 s: the idle clock also runs between connecting and the first request.
+        let server = try TestServer(limits: limits { $0.idleTimeout = .seconds(1) })
         defer { server.stop() }
         let client = try server.client()
         client.send(httpRequest("GET", "/info"))
@@ -295,13 +296,13 @@ final class LimitsTests: XCTestCase {
     func testSlowHandlerIsNotTimedOut() throws {
         // Timeouts are about the client; a handler slower than all of them still answers.
         let server = try TestServer(limits: limits {
-            $0.headTimeout = .milliseconds(100)
-            $0.bodyTimeout = .milliseconds(100)
-            $0.idleTimeout = .milliseconds(100)
+            $0.headTimeout = .seconds(1)
+            $0.bodyTimeout = .seconds(1)
+            $0.idleTimeout = .seconds(1)
         })
         defer { server.stop() }
         let client = try server.client()
-        client.send(httpRequest("GET", "/slow?ms=600&id=late"))
+        client.send(httpRequest("GET", "/slow?ms=3000&id=late"))
         let response = try client.readResponse()
         XCTAssertEqual(response.status, 200)
         XCTAssertEqual(response.text, "late")
