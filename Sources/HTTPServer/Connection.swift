@@ -319,6 +319,7 @@ final class Connection: @unchecked Sendable {
         } else if parser.isMidRequest(bufferedBytes: inbound.count - inboundIndex) {
             let limit = parser.isReadingBody ? limits.bodyTimeout : limits.headTimeout
             if waited > limit.nanoseconds {
+                if readPendingInput() { return }  // judged again at the next sweep
                 stopParsing = true
                 let slot = Slot(isHead: false, closeAfter: true)
                 slots.append(slot)
@@ -326,8 +327,24 @@ final class Connection: @unchecked Sendable {
                 flush()
             }
         } else if waited > limits.idleTimeout.nanoseconds {
+            if readPendingInput() { return }
             close()
         }
+    }
+
+    /// Before a connection is timed out: bytes may be waiting in the socket
+    /// that this loop has not read because the process itself did not run
+    /// (a stalled or SIGSTOPped process, an epoll_wait cut short by EINTR).
+    /// They arrived in time; read them now instead of closing on a request
+    /// we never looked at. A client trickling its head is not helped: the
+    /// loop reads its bytes as they come, so none are pending at a sweep,
+    /// and reading mid-request does not restart the head or body clock.
+    private func readPendingInput() -> Bool {
+        guard !stopParsing else { return false }
+        var byte: UInt8 = 0
+        guard recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0 else { return false }
+        readAvailable()
+        return true
     }
 
     // MARK: Interest

@@ -1,13 +1,15 @@
 """Resource exhaustion: idle connections beyond the limit, slowloris heads,
 endless chunked bodies, deeply nested JSON, 10,000 headers. The service keeps
 answering healthy requests and its memory stays bounded."""
+import os
+import signal
 import socket
 import threading
 import time
 
 import requests
 
-from conftest import TOKEN, Provisiond, raw_exchange, wait_until
+from conftest import TOKEN, Provisiond, _recv_until, raw_exchange, wait_until
 
 
 def rss_kib(pid):
@@ -187,3 +189,46 @@ def test_clients_that_reset_with_answers_pending_do_not_kill_the_service(data_di
         assert service.proc.poll() is None, "provisiond died"
     finally:
         assert service.stop() == 0
+
+
+def _wait_stopped(pid):
+    """SIGSTOP takes effect asynchronously: a bounded poll until every thread is stopped."""
+    def stopped():
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        return all(state in ("T", "t") for state in states)
+    wait_until(stopped, timeout=10, interval=0.01, what="every thread of provisiond stopped")
+
+
+def test_a_request_that_arrives_while_the_service_is_stalled_is_answered(data_dir):
+    # A shared VM can stall the service for longer than --idle-timeout (1 s
+    # here). A request that reached its socket meanwhile arrived in time: it
+    # is answered after the stall, not dropped as if the connection were idle.
+    service = start(data_dir)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+        fresh = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        reused = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+        reused.sendall(request)
+        assert _recv_until(reused, b"", lambda d: b"\r\n\r\n" in d).startswith(b"HTTP/1.1 200")
+        # The reused one is idle after its first answer; the fresh one was
+        # accepted meanwhile (if not, it is accepted and read after the stall).
+        service.proc.send_signal(signal.SIGSTOP)
+        try:
+            _wait_stopped(service.proc.pid)
+            fresh.sendall(request)
+            reused.sendall(request)
+            time.sleep(2.0)  # the stall, longer than the idle timeout (a lower bound, not a speed check)
+        finally:
+            service.proc.send_signal(signal.SIGCONT)
+        for name, s in (("fresh", fresh), ("reused", reused)):
+            try:
+                answer = _recv_until(s, b"", lambda d: b"\r\n\r\n" in d)
+            except ConnectionResetError:
+                answer = b"<reset>"
+            assert answer.startswith(b"HTTP/1.1 200"), (name, answer[:80])
+            s.close()
+    finally:
+        service.stop()
