@@ -233,8 +233,8 @@ def test_dead_receiver_is_probed_one_at_a_time_not_hammered(provisiond, receiver
 
 
 def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
-    # Long backoff: once down, the next probe would wait 30-60 s on its own.
-    hub = provisiond("--retry-initial", "2s", "--retry-max", "60s", "--max-attempts", "1")
+    # Long backoff: once down, the next probe would wait 60-120 s on its own.
+    hub = provisiond("--retry-initial", "120s", "--retry-max", "10m", "--max-attempts", "1")
     env = receivers("back", down=True)
     sub = hub.subscribe("back", env.url)
     hub.patch(sub["id"], paused=True)
@@ -245,17 +245,18 @@ def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
     env.start()
     assert hub.retry(sub["id"]) == {"requeued": 20}
     # The operator's retry probes now instead of after the breaker's backoff;
-    # the first success lets the rest flow. (20 s is below the 30 s the
+    # the first success lets the rest flow. (45 s is below the 60 s the
     # backoff alone would take, and far above what the delivery needs.)
-    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
+    counts = hub.wait_counts(sub["id"], timeout=45.0, delivered=20)
     assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
 
 
 def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, receivers):
     # 20 attempts fail together (a receiver restarting). The breaker trips, but
-    # its first probe waits one initial backoff (~1 s), not the 30-60 s that
-    # counting the whole burst as failed probes would give.
-    hub = provisiond("--retry-initial", "1s", "--retry-max", "60s")
+    # its first probe waits one initial backoff (~1 s), not the 150-300 s that
+    # counting the whole burst as failed probes would give. (Even if this test
+    # stalls and a few probes fail, 1+2+4+8+16 s stays within the 60 s wait.)
+    hub = provisiond("--retry-initial", "1s", "--retry-max", "300s")
     env = receivers("restarting", down=True)
     sub = hub.subscribe("restarting", env.url)
     hub.patch(sub["id"], paused=True)
@@ -264,7 +265,7 @@ def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, recei
     wait_until(lambda: all(d["attempts"] >= 1 for d in hub.deliveries(sub["id"])), what="20 refusals")
 
     env.start()
-    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=20)
+    counts = hub.wait_counts(sub["id"], timeout=60.0, delivered=20)
     assert counts == {"pending": 0, "delivered": 20, "failed": 0}, counts
 
 
@@ -286,7 +287,7 @@ def test_the_first_success_after_an_outage_makes_the_whole_backlog_due(provision
     fresh = hub.create_tenant("after-outage.example.com")
     hub.retry(sub["id"])
     # The backlog flows with it instead of waiting out its 2-minute backoff
-    # (20 s is far below that and far above what 11 deliveries need).
-    counts = hub.wait_counts(sub["id"], timeout=20.0, delivered=11)
+    # (60 s is far below that and far above what 11 deliveries need).
+    counts = hub.wait_counts(sub["id"], timeout=60.0, delivered=11)
     assert counts == {"pending": 0, "delivered": 11, "failed": 0}, counts
     assert body_tenant_ids(env) == {t["id"] for t in backlog} | {fresh["id"]}
