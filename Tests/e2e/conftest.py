@@ -230,3 +230,11 @@ def stable_view(service):
         subs.append({k: v for k, v in x.items() if k != "counts"}
                     | {"total": sum(x["counts"].values()), "secret": secret})
     return json.dumps([tenants, subs], sort_keys=True)
+
+
+def assert_rejected_unchanged(service, send, status, field=None):
+    """`send()` is answered with problem `status` (naming `field`) and leaves
+    everything a rejected request must leave alone as it was."""
+    before = stable_view(service)
+    assert_problem(send(), status, field)
+    assert stable_view(service) == before

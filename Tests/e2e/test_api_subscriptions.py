@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import DEAD_URLS, all_tenants, assert_problem, stable_view, tenant_body, wait_until
+from conftest import DEAD_URLS, all_tenants, assert_problem, assert_rejected_unchanged, tenant_body, wait_until
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 ITEM_FIELDS = {"tenantId", "domain", "eventId", "state", "attempts", "lastAttemptAt", "lastStatus",
@@ -36,9 +36,14 @@ def subscriptions(service):
     return r.json()["items"]
 
 
-def everything(service):
-    """Subscriptions (with secrets) and tenants: what a rejected request must leave alone."""
-    return stable_view(service)
+def post_subscription(service, **body):
+    """POST /subscriptions with `json=` or raw `data=` (sent as JSON)."""
+    return service.api().post(service.url + "/subscriptions", headers={"Content-Type": "application/json"}, **body)
+
+
+def patch_subscription(service, sub_id, **body):
+    """PATCH /subscriptions/{id} with `json=` or raw `data=` (sent as JSON)."""
+    return service.api().patch(service.url + f"/subscriptions/{sub_id}", headers={"Content-Type": "application/json"}, **body)
 
 
 def total(counts):
@@ -106,10 +111,8 @@ def test_deliver_all_value_is_shown(api_service):
 
 def test_taken_name_is_409(api_service):
     create(api_service, "prod")
-    before = everything(api_service)
-    r = api_service.api().post(api_service.url + "/subscriptions", json={"name": "prod", "url": DEAD_URLS[1]})
-    assert_problem(r, 409, "name")
-    assert everything(api_service) == before
+    taken = {"name": "prod", "url": DEAD_URLS[1]}
+    assert_rejected_unchanged(api_service, lambda: post_subscription(api_service, json=taken), 409, "name")
 
 
 def valid_sub(**changes):
@@ -166,20 +169,13 @@ INVALID = [
 def test_invalid_subscription_is_400_and_changes_nothing(shared_service, body, field):
     if not subscriptions(shared_service):
         create(shared_service, "existing")
-    before = everything(shared_service)
-    r = shared_service.api().post(shared_service.url + "/subscriptions", json=body)
-    assert_problem(r, 400, field)
-    assert everything(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: post_subscription(shared_service, json=body), 400, field)
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'"prod"', b"null", b'{"name": "x",}', b'{"name":"x"} {}'],
                          ids=["empty", "truncated", "array", "string", "null", "trailing comma", "two documents"])
 def test_malformed_subscription_body_is_400(shared_service, raw):
-    before = everything(shared_service)
-    r = shared_service.api().post(shared_service.url + "/subscriptions", data=raw,
-                                  headers={"Content-Type": "application/json"})
-    assert_problem(r, 400)
-    assert everything(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: post_subscription(shared_service, data=raw), 400)
 
 
 # --- PATCH ---------------------------------------------------------------------------------
@@ -232,10 +228,7 @@ def test_invalid_patch_is_400_and_changes_nothing(shared_service, body, field):
     if not subscriptions(shared_service):
         create(shared_service, "existing")
     sub = subscriptions(shared_service)[0]
-    before = everything(shared_service)
-    r = shared_service.api().patch(shared_service.url + f"/subscriptions/{sub['id']}", json=body)
-    assert_problem(r, 400, field)
-    assert everything(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: patch_subscription(shared_service, sub["id"], json=body), 400, field)
 
 
 @pytest.mark.parametrize("raw", [b"{}", b"", b"[]", b"{", b"null", b'"x"'],
@@ -244,11 +237,7 @@ def test_empty_or_malformed_patch_is_400(shared_service, raw):
     if not subscriptions(shared_service):
         create(shared_service, "existing")
     sub = subscriptions(shared_service)[0]
-    before = everything(shared_service)
-    r = shared_service.api().patch(shared_service.url + f"/subscriptions/{sub['id']}", data=raw,
-                                   headers={"Content-Type": "application/json"})
-    assert_problem(r, 400)
-    assert everything(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: patch_subscription(shared_service, sub["id"], data=raw), 400)
 
 
 # --- DELETE --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import re
 import pytest
 import requests
 
-from conftest import DEAD_URLS, all_tenants, assert_problem, stable_view, tenant_body
+from conftest import DEAD_URLS, all_tenants, assert_problem, assert_rejected_unchanged, tenant_body
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 DELIVERY_FIELDS = {"subscriptionId", "subscription", "state", "attempts", "lastAttemptAt", "lastStatus",
@@ -17,15 +17,14 @@ def post_tenant(service, body, session=None):
     return (session or service.api()).post(service.url + "/tenants", json=body)
 
 
+def post_raw_tenant(service, raw):
+    return service.api().post(service.url + "/tenants", data=raw, headers={"Content-Type": "application/json"})
+
+
 def create_subscription(service, name, url=DEAD_URLS[0], **extra):
     r = service.api().post(service.url + "/subscriptions", json={"name": name, "url": url, **extra})
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def state(service):
-    """Everything a rejected request must leave alone."""
-    return stable_view(service)
 
 
 # --- creating and reading ------------------------------------------------------------------
@@ -164,10 +163,7 @@ INVALID = [
 @pytest.mark.parametrize("body,field", [(b, f) for _, b, f in INVALID], ids=[n for n, _, _ in INVALID])
 def test_invalid_tenant_is_400_and_changes_nothing(shared_service, body, field):
     create_subscription_once(shared_service)
-    before = state(shared_service)
-    r = post_tenant(shared_service, body)
-    assert_problem(r, 400, field)
-    assert state(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: post_tenant(shared_service, body), 400, field)
 
 
 def create_subscription_once(service):
@@ -192,11 +188,7 @@ BAD_BODIES = {
 
 @pytest.mark.parametrize("raw", list(BAD_BODIES.values()), ids=list(BAD_BODIES))
 def test_malformed_or_non_object_body_is_400(shared_service, raw):
-    before = state(shared_service)
-    r = shared_service.api().post(shared_service.url + "/tenants", data=raw,
-                                  headers={"Content-Type": "application/json"})
-    assert_problem(r, 400)
-    assert state(shared_service) == before
+    assert_rejected_unchanged(shared_service, lambda: post_raw_tenant(shared_service, raw), 400)
 
 
 # --- idempotency ---------------------------------------------------------------------------
@@ -243,14 +235,11 @@ def test_different_request_for_same_domain_is_409(api_service, change):
     create_subscription(api_service, "prod")
     first = post_tenant(api_service, tenant_body("acme.com"))
     assert first.status_code == 202
-    before = state(api_service)
     body = tenant_body("Acme.com", **{k: v for k, v in change.items() if v is not None})
     for k, v in change.items():
         if v is None:
             body.pop(k)
-    r = post_tenant(api_service, body)
-    assert_problem(r, 409, "domain")
-    assert state(api_service) == before
+    assert_rejected_unchanged(api_service, lambda: post_tenant(api_service, body), 409, "domain")
 
 
 def test_concurrent_identical_posts_create_one_tenant(api_service):
