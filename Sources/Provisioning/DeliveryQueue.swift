@@ -33,11 +33,7 @@ struct AttemptOutcome: Sendable {
 
 extension TopicStore {
     /// A read-only connection for the dispatcher's own thread.
-    func openQueueReader() throws -> SQLiteConnection {
-        let db = try SQLiteConnection(path: path)
-        try db.execute("PRAGMA query_only = ON")
-        return db
-    }
+    func openQueueReader() throws -> SQLiteConnection { try ReaderPool.openReadOnly(path: path) }
 
     static func targets(_ db: SQLiteConnection) throws -> [SubscriptionTarget] {
         try db.query("SELECT seq, id, name, url, secret, paused FROM subscriptions ORDER BY seq") { row in
@@ -48,16 +44,26 @@ extension TopicStore {
     }
 
     /// Due deliveries of one subscription, oldest first (index deliveries_due).
-    static func due(_ db: SQLiteConnection, subscription: Int64, now: Int64, limit: Int) throws -> [DueDelivery] {
-        try db.query(
-            """
-            SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
-            FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
-            WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ?
-            ORDER BY d.next_attempt_at LIMIT ?
-            """, [.integer(subscription), .integer(now), .int(limit)]
-        ) { row in
-            DueDelivery(seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), payload: row.blob(3), createdAt: row.int(4))
+    static let dueSQL =
+        "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+    /// One delivery with its event (both primary keys).
+    static let deliverySQL = """
+        SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
+        FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
+        """
+
+    /// Up to `limit` due deliveries of one subscription, oldest first, not
+    /// counting those in `busy` (in flight: still due in the database until
+    /// their outcome commits). Only the ones taken are loaded with their
+    /// payload; the in-flight ones are skipped by seq alone.
+    static func due(_ db: SQLiteConnection, subscription: Int64, now: Int64, limit: Int, excluding busy: Set<Int64>) throws -> [DueDelivery] {
+        let seqs = try db.query(dueSQL, [.integer(subscription), .integer(now), .int(limit + busy.count)]) { $0.int(0) }
+            .filter { !busy.contains($0) }
+            .prefix(limit)
+        return try seqs.compactMap { seq in
+            try db.queryOne(deliverySQL, [.integer(seq)]) { row in
+                DueDelivery(seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), payload: row.blob(3), createdAt: row.int(4))
+            }
         }
     }
 
@@ -73,7 +79,7 @@ extension TopicStore {
     /// `backlogDueNow`: subscriptions that just came back up. Their pending
     /// deliveries that were backed off during the outage are due at once
     /// rather than after a backoff that may be as long as --retry-max.
-    func record(_ outcomes: [AttemptOutcome], backlogDueNow: [Int64] = [], now: Int64 = 0,
+    func record(_ outcomes: [AttemptOutcome], backlogDueNow: [Int64], now: Int64,
                 completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
             for outcome in outcomes {

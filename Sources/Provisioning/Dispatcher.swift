@@ -35,6 +35,9 @@ public final class Dispatcher: @unchecked Sendable {
         var failedProbes = 0
         /// While down: no probe before this time (Unix ms).
         var probeNotBefore: Int64 = 0
+
+        /// Down (failing in a row): probed one attempt at a time.
+        func isDown(_ policy: RetryPolicy) -> Bool { consecutiveFailures >= policy.downAfter }
     }
 
     /// What other threads hand the dispatcher thread.
@@ -58,7 +61,6 @@ public final class Dispatcher: @unchecked Sendable {
     // Dispatcher-thread state.
     private var reader: SQLiteConnection?
     private var targets: [Int64: SubscriptionTarget] = [:]
-    private var signers: [String: WebhookSigner] = [:]
     private var subscriptions: [Int64: SubscriptionState] = [:]
     private var attempts: [UnsafeMutableRawPointer: WebhookAttempt] = [:]
     private var awaitingCommit = 0
@@ -180,7 +182,7 @@ public final class Dispatcher: @unchecked Sendable {
     private func claim(for target: SubscriptionTarget, now: Int64, reader: SQLiteConnection) throws {
         var state = subscriptions[target.seq] ?? SubscriptionState()
         defer { subscriptions[target.seq] = state }
-        let isDown = state.consecutiveFailures >= settings.policy.downAfter
+        let isDown = state.isDown(settings.policy)
         if isDown && now < state.probeNotBefore {
             nextScanAt = min(nextScanAt, state.probeNotBefore)
             return
@@ -188,14 +190,12 @@ public final class Dispatcher: @unchecked Sendable {
         // While down, one probe at a time; otherwise up to --max-in-flight.
         let room = (isDown ? 1 : settings.maxInFlight) - state.busy.count
         guard room > 0 else { return }
-        let due = try TopicStore.due(reader, subscription: target.seq, now: now, limit: room + state.busy.count)
-            .filter { !state.busy.contains($0.seq) }
-            .prefix(room)
+        let due = try TopicStore.due(reader, subscription: target.seq, now: now, limit: room, excluding: state.busy)
         if due.count < room, let next = try TopicStore.nextDue(reader, subscription: target.seq, after: now) {
             nextScanAt = min(nextScanAt, next)
         }
         guard !due.isEmpty else { return }
-        guard let signer = signer(for: target.secret) else {
+        guard let signer = WebhookSigner(secret: target.secret) else {
             logger.error("subscription \(target.name) has an unusable secret")
             return
         }
@@ -210,13 +210,6 @@ public final class Dispatcher: @unchecked Sendable {
             attempts[attempt.easy] = attempt
             curl.add(attempt)
         }
-    }
-
-    private func signer(for secret: String) -> WebhookSigner? {
-        if let signer = signers[secret] { return signer }
-        let signer = WebhookSigner(secret: secret)
-        signers[secret] = signer
-        return signer
     }
 
     /// A deleted subscription: stop its attempts; its rows are gone already.
@@ -303,8 +296,9 @@ public final class Dispatcher: @unchecked Sendable {
         let name = targets[attempt.subscriptionSeq]?.name ?? "deleted"
         guard var state = subscriptions[attempt.subscriptionSeq] else { return false }
         defer { subscriptions[attempt.subscriptionSeq] = state }
+        let policy = settings.policy
+        let wasDown = state.isDown(policy)
         if outcome.delivered {
-            let wasDown = state.consecutiveFailures >= settings.policy.downAfter
             if wasDown {
                 logger.info("subscription \(name) is up again; its backlog flows")
             }
@@ -315,10 +309,8 @@ public final class Dispatcher: @unchecked Sendable {
             metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
             return wasDown
         } else {
-            let policy = settings.policy
-            let wasDown = state.consecutiveFailures >= policy.downAfter
             state.consecutiveFailures += 1
-            if !wasDown && state.consecutiveFailures >= policy.downAfter {
+            if !wasDown && state.isDown(policy) {
                 // Just went down: the first probe after one initial backoff (or the receiver's Retry-After).
                 state.failedProbes = 0
                 state.probeNotBefore = now + policy.delayMillis(failures: 1, retryAfterMillis: retryAfter)

@@ -205,11 +205,10 @@ enum SubscriptionRules {
     }
 
     static func validateSecret(_ secret: String) throws(InvalidRequest) {
-        let encoded = String(secret.dropFirst(6))
         // Canonical base64 only (it encodes back to the same text), as openapi.yaml's pattern says:
         // non-zero padding bits would let two different strings stand for one key.
-        guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: encoded), (24...64).contains(key.count),
-              key.base64EncodedString() == encoded
+        guard let key = WebhookSigner.key(ofSecret: secret), (24...64).contains(key.count),
+              "whsec_" + key.base64EncodedString() == secret
         else {
             throw InvalidRequest(field: "secret", message: "must be whsec_ followed by base64 of 24 to 64 random bytes")
         }

@@ -227,6 +227,11 @@ final class ReaderPool: @unchecked Sendable {
             return db
         }
         lock.unlock()
+        return try ReaderPool.openReadOnly(path: path)
+    }
+
+    /// A connection that can only read (the writer owns every write).
+    static func openReadOnly(path: String) throws -> SQLiteConnection {
         let db = try SQLiteConnection(path: path)
         try db.execute("PRAGMA foreign_keys = ON")
         try db.execute("PRAGMA query_only = ON")

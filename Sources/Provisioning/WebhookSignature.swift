@@ -7,8 +7,14 @@ public struct WebhookSigner: Sendable {
     private let key: [UInt8]
 
     public init?(secret: String) {
-        guard secret.hasPrefix("whsec_"), let key = Data(base64Encoded: String(secret.dropFirst(6))) else { return nil }
+        guard let key = WebhookSigner.key(ofSecret: secret) else { return nil }
         self.key = Array(key)
+    }
+
+    /// The key a `whsec_<base64>` secret stands for (nil if it is not of that form).
+    static func key(ofSecret secret: String) -> Data? {
+        guard secret.hasPrefix("whsec_") else { return nil }
+        return Data(base64Encoded: String(secret.dropFirst(6)))
     }
 
     public func signature(id: String, timestamp: Int64, body: [UInt8]) -> String {

@@ -47,22 +47,13 @@ final class QueryPlanTests: XCTestCase {
     // MARK: The dispatcher
 
     func testDueDeliveriesUseDeliveriesDue() async throws {
-        try await assertPlan(
-            "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
-            uses: "deliveries_due")
+        try await assertPlan(TopicStore.dueSQL, uses: "deliveries_due")
     }
 
-    /// The query as the dispatcher runs it (DeliveryQueue.swift), with the event joined in.
-    func testDispatcherDueQueryWithTenantJoin() async throws {
-        try await assertPlan(
-            """
-            SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
-            FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
-            WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ?
-            ORDER BY d.next_attempt_at LIMIT ?
-            """, uses: "deliveries_due")
-        let details = try await plan(
-            "SELECT d.seq FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq WHERE d.subscription_seq = ? AND d.state = 0 AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?")
+    /// The dispatcher loads each delivery it takes with its event by primary keys.
+    func testDispatcherLoadsADeliveryWithItsEventByPrimaryKeys() async throws {
+        let details = try await plan(TopicStore.deliverySQL)
+        XCTAssertTrue(details.contains { $0.contains("SEARCH d USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
     }
 
