@@ -192,12 +192,11 @@ final class Connection: @unchecked Sendable {
             }
             unsentIndex += n
             // The write timeout is about a reader that takes nothing: any progress restarts it.
+            // (When this completes the write, idle time likewise counts from now.)
             if n > 0 { waitingSince = monotonicNanoseconds() }
             if unsentIndex < unsent.count { return }
             unsent = []
             unsentIndex = 0
-            // Idle (or the next wait) counts from now, not from when the write began.
-            waitingSince = monotonicNanoseconds()
             if closeAfterUnsent { finishAfterLastResponse(); return }
             applyInterest()
         }

@@ -49,8 +49,7 @@ final class EventLoop: @unchecked Sendable {
     func start(server: ServerContext, listenerFD: Int32) {
         self.server = server
         self.listenerFD = listenerFD
-        // EPOLLEXCLUSIVE: one loop is woken per new connection, not all of them.
-        register(fd: listenerFD, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
+        registerListener()
         let thread = Thread { [self] in run() }
         thread.name = name
         thread.start()
@@ -116,7 +115,10 @@ final class EventLoop: @unchecked Sendable {
                 // Out of descriptors or memory: the pending connection stays
                 // queued and the level-triggered listener would wake us in a
                 // busy loop, so stop listening for a moment instead.
-                if [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(errno) { pauseAccepting() }
+                switch errno {
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM: pauseAccepting()
+                default: break
+                }
                 return  // EAGAIN: another loop took it, or none left
             }
             Socket.setNoDelay(fd)
@@ -143,7 +145,12 @@ final class EventLoop: @unchecked Sendable {
     private func resumeAcceptingIfDue(now: UInt64) {
         guard acceptPausedUntil != 0, now >= acceptPausedUntil else { return }
         acceptPausedUntil = 0
-        if listenerFD >= 0 { register(fd: listenerFD, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue) }
+        if listenerFD >= 0 { registerListener() }
+    }
+
+    /// EPOLLEXCLUSIVE: one loop is woken per new connection, not all of them.
+    private func registerListener() {
+        register(fd: listenerFD, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue)
     }
 
     /// Stops accepting and asks every connection to finish what it is doing.

@@ -43,8 +43,10 @@ public final class Metrics: Sendable {
     /// Methods keep their name; anything else is "other", so clients cannot
     /// grow the metrics without bound by inventing methods.
     static func methodLabel(_ method: String) -> String {
-        ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].contains(method) ? method : "other"
+        knownMethods.contains(method) ? method : "other"
     }
+
+    private static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
     /// The exposition text; `backlog` comes from the store at scrape time.
     public func render(backlog: [(String, Int)]) -> String {

@@ -1,13 +1,16 @@
 import Dispatch
 import Foundation
+import HTTPServer
 
 /// Catches termination signals from the moment it is created (so a SIGTERM
 /// during start-up still ends in a clean stop), without a thread blocked in
 /// a signal handler.
 final class SignalWaiter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var received: Int32?
-    private var continuation: CheckedContinuation<Int32, Never>?
+    private struct State {
+        var received: Int32?
+        var continuation: CheckedContinuation<Int32, Never>?
+    }
+    private let state = Locked(State())
     private var sources: [DispatchSourceSignal] = []
 
     init(_ signals: [Int32]) {
@@ -23,24 +26,21 @@ final class SignalWaiter: @unchecked Sendable {
     /// The first signal caught, now or later.
     func wait() async -> Int32 {
         await withCheckedContinuation { continuation in
-            lock.lock()
-            if let received {
-                lock.unlock()
-                continuation.resume(returning: received)
-            } else {
-                self.continuation = continuation
-                lock.unlock()
+            let received = state.withLock { state -> Int32? in
+                if state.received == nil { state.continuation = continuation }
+                return state.received
             }
+            if let received { continuation.resume(returning: received) }
         }
     }
 
     private func deliver(_ number: Int32) {
-        lock.lock()
-        guard received == nil else { return lock.unlock() }
-        received = number
-        let waiting = continuation
-        continuation = nil
-        lock.unlock()
+        let waiting = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+            guard state.received == nil else { return nil }
+            state.received = number
+            defer { state.continuation = nil }
+            return state.continuation
+        }
         waiting?.resume(returning: number)
     }
 }
