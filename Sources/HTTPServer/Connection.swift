@@ -50,8 +50,6 @@ final class Connection: @unchecked Sendable {
     private var interest: UInt32 = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
     /// When the current wait (idle, head, body or write) started.
     private var waitingSince: UInt64
-    /// Whether `waitingSince` has been restarted for the current body.
-    private var bodyClockStarted = false
 
     init(fd: Int32, loop: EventLoop, server: ServerContext) {
         self.fd = fd
@@ -98,13 +96,11 @@ final class Connection: @unchecked Sendable {
             applyInterest()
         }
         while !stopParsing, unsent.isEmpty, slots.count < server.limits.maxPipelinedRequests {
+            let wasReadingBody = parser.isReadingBody
             switch parser.parse(inbound, index: &inboundIndex) {
             case .incomplete:
                 // The body timeout runs from the end of the head, not from its start.
-                if parser.isReadingBody && !bodyClockStarted {
-                    bodyClockStarted = true
-                    waitingSince = monotonicNanoseconds()
-                }
+                if parser.isReadingBody && !wasReadingBody { waitingSince = monotonicNanoseconds() }
                 // curl waits a second for this before sending a body; send it
                 // only when no earlier response is still owed.
                 if parser.wantsContinue && slots.isEmpty {
@@ -114,7 +110,6 @@ final class Connection: @unchecked Sendable {
                 return
             case .request(let request):
                 waitingSince = monotonicNanoseconds()
-                bodyClockStarted = false
                 dispatch(request)
             case .failure(let status, let detail):
                 stopParsing = true
