@@ -2,7 +2,6 @@ import HTTPServer
 import CCurl
 import Foundation
 import Logging
-import Synchronization
 
 /// Pushes every pending delivery to its subscription's webhook URL, on one
 /// thread that owns libcurl. Work comes from SQLite in batches; outcomes go
@@ -46,7 +45,14 @@ public final class Dispatcher: @unchecked Sendable {
         var committed: [(subscription: Int64, delivery: Int64)] = []
         /// Subscriptions an operator acted on (retry, unpause, new URL).
         var probeNow: Set<String> = []
-        var stopRequested = false
+        /// Set by shutdown: stop claiming; abandon what is in flight after this (Unix ms).
+        var stopDeadline: Int64?
+    }
+
+    /// Whether the thread has ended, and who waits for it.
+    private struct Finish {
+        var done = false
+        var waiter: CheckedContinuation<Void, Never>?
     }
 
     private let store: TopicStore
@@ -55,8 +61,7 @@ public final class Dispatcher: @unchecked Sendable {
     private let logger: Logger
     private let curl = CurlMulti()
     private let inbox = Locked(Inbox())
-    private let finished = Locked<CheckedContinuation<Void, Never>?>(nil)
-    private let done = Atomic<Bool>(false)
+    private let finish = Locked(Finish())
 
     // Dispatcher-thread state.
     private var reader: SQLiteConnection?
@@ -103,26 +108,21 @@ public final class Dispatcher: @unchecked Sendable {
     /// hands back the rest as due (they stay pending in the database).
     public func shutdown(grace: Duration) async {
         let deadline = WallClock.nowMillis() + grace.milliseconds
-        // The deadline first: the thread may see stopRequested at once, and a deadline of 0 would drop the grace.
-        stopDeadline.store(deadline, ordering: .relaxed)
-        inbox.withLock { $0.stopRequested = true }
+        inbox.withLock { $0.stopDeadline = deadline }
         curl.wakeup()
         await withCheckedContinuation { continuation in
-            let already = finished.withLock { slot -> Bool in
-                if done.load(ordering: .acquiring) { return true }
-                slot = continuation
-                return false
+            let done = finish.withLock { finish -> Bool in
+                if !finish.done { finish.waiter = continuation }
+                return finish.done
             }
-            if already { continuation.resume() }
+            if done { continuation.resume() }
         }
     }
-
-    private let stopDeadline = Atomic<Int64>(0)
 
     // MARK: Dispatcher thread
 
     private func run() {
-        var stopping = false
+        var stopDeadline: Int64?
         while true {
             let box = inbox.withLock { box -> Inbox in
                 let taken = box
@@ -138,11 +138,11 @@ public final class Dispatcher: @unchecked Sendable {
             for (seq, target) in targets where box.probeNow.contains(target.id) {
                 subscriptions[seq]?.probeNotBefore = 0
             }
-            stopping = stopping || box.stopRequested
+            stopDeadline = stopDeadline ?? box.stopDeadline
             let now = WallClock.nowMillis()
-            if stopping {
+            if let stopDeadline {
                 if attempts.isEmpty && awaitingCommit == 0 { break }
-                if now >= stopDeadline.load(ordering: .relaxed) {
+                if now >= stopDeadline {
                     // Out of time: abandon what is in flight; it stays pending and is due after restart.
                     for attempt in attempts.values { curl.remove(attempt) }
                     attempts.removeAll()
@@ -153,12 +153,15 @@ public final class Dispatcher: @unchecked Sendable {
             }
             curl.perform()
             collectFinished()
-            let wait = stopping ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
+            let wait = stopDeadline != nil ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
             curl.poll(timeoutMs: Int(wait))
         }
         reader = nil
-        done.store(true, ordering: .releasing)
-        finished.withLock { $0 }?.resume()
+        let waiter = finish.withLock { finish -> CheckedContinuation<Void, Never>? in
+            finish.done = true
+            return finish.waiter
+        }
+        waiter?.resume()
     }
 
     /// Claims due deliveries for every subscription with room, and works out
