@@ -144,10 +144,11 @@ final class Connection: @unchecked Sendable {
         head.reserveCapacity(256)
         head.append(contentsOf: "HTTP/1.1 \(response.status) \(HTTPStatus.reason(response.status))\r\n".utf8)
         for (name, value) in response.headers.fields where !Connection.framingHeaders.contains(where: { name.caseInsensitiveEquals($0) }) {
-            // CR and LF would let a value smuggle in headers of its own; drop them.
-            head.append(contentsOf: name.utf8.filter { $0 != 13 && $0 != 10 })
+            // CR and LF would let a value smuggle in headers of its own; drop them
+            // (byte by byte into the head, with no array built per header).
+            for byte in name.utf8 where byte != 13 && byte != 10 { head.append(byte) }
             head.append(contentsOf: ": ".utf8)
-            head.append(contentsOf: value.utf8.filter { $0 != 13 && $0 != 10 })
+            for byte in value.utf8 where byte != 13 && byte != 10 { head.append(byte) }
             head.append(contentsOf: "\r\n".utf8)
         }
         let hasBody = !HTTPStatus.forbidsBody(response.status)
