@@ -72,12 +72,12 @@ final class Connection: @unchecked Sendable {
     }
 
     private func readAvailable() {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        let buffer = loop.readBuffer
+        let n = recv(fd, buffer.baseAddress, buffer.count, 0)
         if n > 0 {
             if case .draining = phase { return }  // discard what comes after our last response
             if inboundIndex == inbound.count { waitingSince = monotonicNanoseconds() }
-            inbound.append(contentsOf: chunk[0..<n])
+            inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             processInput()
         } else if n == 0 {
             peerClosed = true
