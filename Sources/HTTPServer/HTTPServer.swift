@@ -61,23 +61,33 @@ public final class HTTPServer: Sendable {
     private let listener = Locked<(fd: Int32, port: Int)?>(nil)
     private let logger: Logger
 
-    public init(configuration: Configuration, logger: Logger = Logger(label: "http"), handler: @escaping HTTPHandler) throws {
+    /// `listener`: a socket bound earlier with `HTTPListener.bind`, so a
+    /// caller can learn that its port is usable before it does anything else.
+    public init(configuration: Configuration, listener bound: HTTPListener? = nil, logger: Logger = Logger(label: "http"),
+                handler: @escaping HTTPHandler) throws {
         self.configuration = configuration
+        listener.withLock { $0 = bound.map { ($0.fd, $0.port) } }
         self.logger = logger
         context = ServerContext(limits: configuration.limits, handler: handler)
         let count = configuration.eventLoopCount > 0 ? configuration.eventLoopCount : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         loops = try (0..<max(1, count)).map { try EventLoop(name: "http-loop-\($0)") }
     }
 
-    /// Binds and starts serving; returns the bound port (useful with port 0).
+    /// Binds the listening socket without serving yet (unless it was handed
+    /// one at init); returns the port.
+    @discardableResult
+    public func bind() throws -> Int {
+        if let bound = listener.withLock({ $0 }) { return bound.port }
+        let bound = try HTTPListener.bind(host: configuration.host, port: configuration.port, limits: configuration.limits)
+        listener.withLock { $0 = (bound.fd, bound.port) }
+        return bound.port
+    }
+
+    /// Binds (unless `bind` did) and starts serving; returns the bound port (useful with port 0).
     @discardableResult
     public func start() throws -> Int {
-        Socket.raiseDescriptorLimit(toAtLeast: configuration.limits.maxConnections + 256)
-        // A write to a connection the peer has reset must fail with EPIPE,
-        // not kill the process (writev has no MSG_NOSIGNAL).
-        signal(SIGPIPE, SIG_IGN)
-        let (fd, port) = try Socket.listen(host: configuration.host, port: configuration.port)
-        listener.withLock { $0 = (fd, port) }
+        let port = try bind()
+        let fd = listener.withLock { $0!.fd }
         for loop in loops { loop.start(server: context, listenerFD: fd) }
         return port
     }
@@ -108,5 +118,20 @@ public final class HTTPServer: Sendable {
             try? await Task.sleep(for: .milliseconds(5))
         }
         close(listenerFD)
+    }
+}
+
+/// A bound, listening socket not yet served.
+public struct HTTPListener: Sendable {
+    let fd: Int32
+    public let port: Int
+
+    public static func bind(host: String, port: Int, limits: HTTPLimits) throws -> HTTPListener {
+        Socket.raiseDescriptorLimit(toAtLeast: limits.maxConnections + 256)
+        // A write to a connection the peer has reset must fail with EPIPE,
+        // not kill the process (writev has no MSG_NOSIGNAL).
+        signal(SIGPIPE, SIG_IGN)
+        let (fd, port) = try Socket.listen(host: host, port: port)
+        return HTTPListener(fd: fd, port: port)
     }
 }

@@ -12,10 +12,26 @@ public final class ProvisioningService: Sendable {
     let logger: Logger
     private let backfill: BackfillRunner
     let dispatcher: Dispatcher
+    /// Held for the life of the service: one provisiond per data dir.
+    private let directoryLock: DataDirectoryLock
 
     public init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        var limits = HTTPLimits()
+        limits.maxBodyBytes = 1 << 20
+        limits.maxHeadBytes = 16 * 1024
+        limits.maxConnections = configuration.maxConnections
+        limits.idleTimeout = configuration.idleTimeout
+        limits.headTimeout = configuration.requestTimeout
+        limits.bodyTimeout = configuration.requestTimeout * 3
+        // The port first: a start that cannot listen must leave the data dir untouched.
+        let listener: HTTPListener
+        do {
+            listener = try HTTPListener.bind(host: configuration.host, port: configuration.port, limits: limits)
+        } catch {
+            throw StartupFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
+        }
         let directory = configuration.dataDirectory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -25,7 +41,9 @@ public final class ProvisioningService: Sendable {
         guard access(directory, W_OK | X_OK) == 0 else {
             throw StartupFailure("data dir \(directory): not writable")
         }
-        // The database first: if it is unusable, the start fails with one line and writes no token file.
+        // Then the lock: a second provisiond on this data dir stops here, having changed nothing.
+        directoryLock = try DataDirectoryLock(directory: directory)
+        // The database next: if it is unusable, the start fails with one line and writes no token file.
         do {
             store = try TopicStore(directory: directory)
         } catch {
@@ -36,15 +54,8 @@ public final class ProvisioningService: Sendable {
         case .given: break
         case .generated(let path), .stored(let path): logger.info("api token stored in \(path)")
         }
-        var limits = HTTPLimits()
-        limits.maxBodyBytes = 1 << 20
-        limits.maxHeadBytes = 16 * 1024
-        limits.maxConnections = configuration.maxConnections
-        limits.idleTimeout = configuration.idleTimeout
-        limits.headTimeout = configuration.requestTimeout
-        limits.bodyTimeout = configuration.requestTimeout * 3
         let serverConfiguration = HTTPServer.Configuration(
-            host: configuration.host, port: configuration.port, eventLoopCount: configuration.eventLoops, limits: limits)
+            host: configuration.host, port: listener.port, eventLoopCount: configuration.eventLoops, limits: limits)
         let store = self.store
         let metrics = self.metrics
         var dispatcherSettings = Dispatcher.Settings(
@@ -62,7 +73,7 @@ public final class ProvisioningService: Sendable {
             deliveriesCreated: { dispatcher.wake() },
             subscriptionRevived: { dispatcher.probeNow(subscriptionId: $0) },
             backfillRequested: { backfill.request() })
-        server = try HTTPServer(configuration: serverConfiguration, logger: logger, handler: api.makeHandler())
+        server = try HTTPServer(configuration: serverConfiguration, listener: listener, logger: logger, handler: api.makeHandler())
     }
 
     /// Starts serving; returns the bound port.
@@ -72,11 +83,7 @@ public final class ProvisioningService: Sendable {
         // Deliveries pending before a restart resume on their schedule;
         // those that were in flight when the process died are due at once.
         try dispatcher.start()
-        do {
-            return try server.start()
-        } catch {
-            throw StartupFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
-        }
+        return try server.start()
     }
 
     /// Stops accepting, finishes in-flight requests, hands back in-flight

@@ -93,3 +93,65 @@ def test_corrupt_database_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert code == 2 and len(lines) == 1, lines
     assert "cannot open the database" in lines[0], lines
     assert not (data / "api-token").exists()  # nothing written for a start that failed
+
+
+def tree(path):
+    """Every file under path with its size, mode and modification time."""
+    found = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), path)] = (st.st_size, st.st_mode, st.st_mtime_ns)
+    return found
+
+
+def test_a_second_process_on_a_data_dir_in_use_is_refused_and_changes_nothing(tmp_path):
+    from receivers import Receiver
+    rx = Receiver("one")
+    rx.start()
+    data = str(tmp_path / "d")
+    first = Provisiond(data, "--api-token", "t0k").start()
+    try:
+        s = first.api()
+        r = s.post(first.url + "/subscriptions", json={"name": "one", "url": rx.url})
+        assert r.status_code == 201, r.text
+        before = tree(data)
+        code, lines = run_bad("--port", "0", "--data-dir", data, "--api-token", "t0k")
+        assert code == 2 and len(lines) == 1, (code, lines)
+        assert f"pid {first.proc.pid}" in lines[0], lines
+        assert tree(data) == before  # nothing in the data dir changed
+        # The first one still delivers, each event exactly once.
+        for i in range(5):
+            assert s.post(first.url + "/tenants", json={"domain": f"lock{i}.example",
+                          "admin": {"username": "a", "email": "a@x.io"}}).status_code == 202
+        rx.wait_for_ids(5)
+        assert rx.count() == 5, rx.snapshot()
+    finally:
+        first.stop()
+        rx.stop()
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    data = str(tmp_path / "d")
+    first = Provisiond(data).start()
+    first.kill9()
+    second = Provisiond(data).start()  # no stale lock after kill -9
+    try:
+        assert requests.get(second.url + "/healthz").status_code == 200
+    finally:
+        second.stop()
+
+
+def test_a_port_that_cannot_be_bound_writes_nothing(tmp_path):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        data = tmp_path / "d"
+        code, lines = run_bad("--port", str(taken.getsockname()[1]), "--data-dir", str(data))
+        assert code == 2 and len(lines) == 1, (code, lines)
+        assert "cannot listen" in lines[0], lines
+        assert not data.exists()  # no data dir, token or database for a start that failed
+    finally:
+        taken.close()
