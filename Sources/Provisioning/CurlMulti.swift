@@ -14,6 +14,12 @@ final class WebhookAttempt {
     let startedAt: Int64
     /// Claimed while its subscription was down: the one probe allowed.
     var isProbe = false
+    /// Of the answer's body only this much is read: an endless or huge body
+    /// costs no more than that. Reaching it ends the transfer.
+    static let maxResponseBytes = 64 * 1024
+    private(set) var responseBytes = 0
+    /// The body reached `maxResponseBytes` and the transfer was cut there on purpose.
+    private(set) var responseCut = false
     private var headers: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
 
@@ -58,14 +64,25 @@ final class WebhookAttempt {
         // other attempt to that host, so one hanging receiver would run at one attempt at a time and
         // stall other subscriptions on the same host. HTTP/2 connections are still reused once known.
         provisiond_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
-        // The receiver's answer body is not needed: read and drop it.
-        provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { _, size, count, _ in size * count }
+        // The receiver's answer body is not needed: count it and drop it, up to the cap.
+        provisiond_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(self).toOpaque())
+        provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { _, size, count, attempt in
+            Unmanaged<WebhookAttempt>.fromOpaque(attempt!).takeUnretainedValue().received(size * count)
+        }
     }
 
     deinit {
         curl_easy_cleanup(easy)
         curl_slist_free_all(headers)
         errorBuffer.deallocate()
+    }
+
+    /// Returns what libcurl should count as taken; less than `count` ends the transfer.
+    private func received(_ count: Int) -> Int {
+        responseBytes += count
+        guard responseBytes > WebhookAttempt.maxResponseBytes else { return count }
+        responseCut = true
+        return 0
     }
 
     var responseStatus: Int? {
@@ -98,6 +115,13 @@ final class CurlMulti {
     }
 
     deinit { curl_multi_cleanup(multi) }
+
+    /// At most `count` connections open at once, idle ones in the cache included:
+    /// with --max-outgoing, the sockets the dispatcher may hold.
+    func limitConnections(to count: Int) {
+        provisiond_multi_setopt_long(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, min(count, Int(Int32.max)))
+        provisiond_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, min(512, count))
+    }
 
     func add(_ attempt: WebhookAttempt) { curl_multi_add_handle(multi, attempt.easy) }
 

@@ -10,12 +10,15 @@ struct SubscriptionTarget: Sendable, Equatable {
     let url: String
     let secret: String
     let paused: Bool
+    /// As last written with an outcome: a restart keeps a down subscription down.
+    let breaker: Breaker
 }
 
 struct DueDelivery: Sendable {
     let seq: Int64
     let attempts: Int
     let eventId: String
+    let domain: String
     let payload: [UInt8]
     let createdAt: Int64
 }
@@ -36,10 +39,18 @@ extension TopicStore {
     func openQueueReader() throws -> SQLiteConnection { try ReaderPool.openReadOnly(path: path) }
 
     static func targets(_ db: SQLiteConnection) throws -> [SubscriptionTarget] {
-        try db.query("SELECT seq, id, name, url, secret, paused FROM subscriptions ORDER BY seq") { row in
+        try db.query(
+            """
+            SELECT seq, id, name, url, secret, paused, failures, failed_probes, probe_not_before, down_since
+            FROM subscriptions ORDER BY seq
+            """
+        ) { row in
             SubscriptionTarget(
                 seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), secret: row.text(4),
-                paused: row.int(5) != 0)
+                paused: row.int(5) != 0,
+                breaker: Breaker(
+                    consecutiveFailures: Int(row.int(6)), failedProbes: Int(row.int(7)), probeNotBefore: row.int(8),
+                    downSince: row.optionalInt(9)))
         }
     }
 
@@ -48,7 +59,7 @@ extension TopicStore {
         "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
     /// One delivery with its event (both primary keys).
     static let deliverySQL = """
-        SELECT d.seq, d.attempts, t.event_id, t.payload, t.created_at
+        SELECT d.seq, d.attempts, t.event_id, t.domain, t.payload, t.created_at
         FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
         """
 
@@ -62,7 +73,9 @@ extension TopicStore {
             .prefix(limit)
         return try seqs.compactMap { seq in
             try db.queryOne(deliverySQL, [.integer(seq)]) { row in
-                DueDelivery(seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), payload: row.blob(3), createdAt: row.int(4))
+                DueDelivery(
+                    seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), domain: row.text(3), payload: row.blob(4),
+                    createdAt: row.int(5))
             }
         }
     }
@@ -74,12 +87,13 @@ extension TopicStore {
             [.integer(subscription), .integer(now)], map: { $0.optionalInt(0) }) ?? nil
     }
 
-    /// Writes attempt outcomes in one group. A delivery no longer pending
+    /// Writes attempt outcomes in one group, with the breakers they changed.
+    /// A delivery no longer pending
     /// (its subscription deleted, or requeued meanwhile) is left alone.
     /// `backlogDueNow`: subscriptions that just came back up. Their pending
     /// deliveries that were backed off during the outage are due at once
     /// rather than after a backoff that may be as long as --retry-max.
-    func record(_ outcomes: [AttemptOutcome], backlogDueNow: [Int64], now: Int64,
+    func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], backlogDueNow: [Int64], now: Int64,
                 completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
             for outcome in outcomes {
@@ -93,6 +107,12 @@ extension TopicStore {
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
                      outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.deliverySeq)])
+            }
+            for (subscription, breaker) in breakers {
+                try db.run(
+                    "UPDATE subscriptions SET failures = ?, failed_probes = ?, probe_not_before = ?, down_since = ? WHERE seq = ?",
+                    [.int(breaker.consecutiveFailures), .int(breaker.failedProbes), .integer(breaker.probeNotBefore),
+                     .optional(breaker.downSince), .integer(subscription)])
             }
             for subscription in backlogDueNow {
                 // Few rows: only attempted ones wait in the future (index deliveries_due).

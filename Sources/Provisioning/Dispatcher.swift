@@ -12,6 +12,9 @@ public final class Dispatcher: @unchecked Sendable {
         public var policy: RetryPolicy
         public var deliveryTimeout: Duration
         public var maxInFlight: Int
+        /// Attempts at once across all subscriptions (--max-outgoing), before
+        /// the descriptor limit lowers it.
+        public var maxOutgoing = 1024
         public var userAgent = "provisiond/\(ProvisiondVersion.current)"
         /// PEM bundle of the CAs trusted for https webhooks; nil: the system's.
         public var caFile: String?
@@ -22,27 +25,31 @@ public final class Dispatcher: @unchecked Sendable {
         }
     }
 
-    /// Per-subscription bookkeeping, in memory only: after a restart every
-    /// subscription starts healthy and in-flight attempts are simply due again.
+    /// Per-subscription bookkeeping. The breaker is loaded from the store and
+    /// written back with the outcomes that change it; `busy` lives in memory
+    /// only: after a restart, attempts that were in flight are simply due again.
     private struct SubscriptionState {
         /// Deliveries being attempted, or whose outcome is not committed yet:
         /// not to be claimed again.
         var busy = Set<Int64>()
-        var consecutiveFailures = 0
-        /// Probes that failed since the subscription went down: they, not the
-        /// burst of failures that tripped the breaker, set the probe backoff.
-        var failedProbes = 0
-        /// While down: no probe before this time (Unix ms).
-        var probeNotBefore: Int64 = 0
+        var breaker: Breaker
+    }
 
-        /// Down (failing in a row): probed one attempt at a time.
-        func isDown(_ policy: RetryPolicy) -> Bool { consecutiveFailures >= policy.downAfter }
+    /// Outcomes the store could not write yet (descriptors or disk ran out):
+    /// written again later, never dropped; their deliveries stay busy until then.
+    private struct Unrecorded {
+        let outcomes: [AttemptOutcome]
+        let breakers: [(Int64, Breaker)]
+        let backlogDueNow: [Int64]
+        let keys: [(subscription: Int64, delivery: Int64)]
+        let notBefore: Int64
     }
 
     /// What other threads hand the dispatcher thread.
     private struct Inbox {
         var wake = false
         var committed: [(subscription: Int64, delivery: Int64)] = []
+        var unrecorded: [Unrecorded] = []
         /// Subscriptions an operator acted on (retry, unpause, new URL).
         var probeNow: Set<String> = []
         /// Set by shutdown: stop claiming; abandon what is in flight after this (Unix ms).
@@ -70,17 +77,37 @@ public final class Dispatcher: @unchecked Sendable {
     private var attempts: [UnsafeMutableRawPointer: WebhookAttempt] = [:]
     private var awaitingCommit = 0
     private var nextScanAt: Int64 = 0
+    /// --max-outgoing, lowered to what the descriptor limit leaves room for.
+    let maxOutgoing: Int
+    /// Where the next scan starts, so that under --max-outgoing every
+    /// subscription gets its turn (an index into the subscriptions by seq).
+    private var scanOffset = 0
 
     public init(store: TopicStore, settings: Settings, metrics: Metrics, logger: Logger) {
         self.store = store
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
+        maxOutgoing = min(settings.maxOutgoing, Dispatcher.descriptorBudget())
+        curl.limitConnections(to: maxOutgoing)
+    }
+
+    /// Attempts the descriptor limit leaves room for: half of what remains
+    /// after a reserve for the store, its readers and the process, the other
+    /// half being for the API's clients. An attempt that cannot get a socket
+    /// would fail, and so would the store's next file open.
+    static func descriptorBudget() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return Int.max }
+        return max(1, (Int(clamping: limit.rlim_cur) - 128) / 2)
     }
 
     /// Opens the dispatcher's own database reader and starts its thread.
     public func start() throws {
         reader = try store.openQueueReader()
+        if maxOutgoing < settings.maxOutgoing {
+            logger.warning("--max-outgoing lowered from \(settings.maxOutgoing) to \(maxOutgoing): the descriptor limit (ulimit -n) leaves room for no more")
+        }
         let thread = Thread { [self] in run() }
         thread.name = "dispatcher"
         thread.start()
@@ -129,6 +156,7 @@ public final class Dispatcher: @unchecked Sendable {
                 box.wake = false
                 box.committed.removeAll()
                 box.probeNow.removeAll()
+                box.unrecorded.removeAll()
                 return taken
             }
             for (subscription, delivery) in box.committed {
@@ -136,10 +164,11 @@ public final class Dispatcher: @unchecked Sendable {
                 awaitingCommit -= 1
             }
             for (seq, target) in targets where box.probeNow.contains(target.id) {
-                subscriptions[seq]?.probeNotBefore = 0
+                subscriptions[seq]?.breaker.probeNow()
             }
             stopDeadline = stopDeadline ?? box.stopDeadline
             let now = WallClock.nowMillis()
+            retryRecording(box.unrecorded, now: now)
             if let stopDeadline {
                 if attempts.isEmpty && awaitingCommit == 0 { break }
                 if now >= stopDeadline {
@@ -153,7 +182,7 @@ public final class Dispatcher: @unchecked Sendable {
             }
             curl.perform()
             collectFinished()
-            let wait = stopDeadline != nil ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
+            let wait = stopDeadline != nil || !unrecorded.isEmpty ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
             curl.poll(timeoutMs: Int(wait))
         }
         reader = nil
@@ -174,8 +203,14 @@ public final class Dispatcher: @unchecked Sendable {
             let known = Set(current.map(\.seq))
             for (seq, _) in targets where !known.contains(seq) { forget(subscription: seq) }
             targets = Dictionary(uniqueKeysWithValues: current.map { ($0.seq, $0) })
-            for target in current where !target.paused {
-                try claim(for: target, now: now, reader: reader)
+            // Round robin from where the last scan ran out of --max-outgoing.
+            let start = current.isEmpty ? 0 : scanOffset % current.count
+            for index in Array(start..<current.count) + Array(0..<start) where !current[index].paused {
+                guard attempts.count < maxOutgoing else {
+                    scanOffset = index
+                    break
+                }
+                try claim(for: current[index], now: now, reader: reader)
             }
         } catch {
             logger.error("dispatcher could not read due deliveries: \(error)")
@@ -183,15 +218,17 @@ public final class Dispatcher: @unchecked Sendable {
     }
 
     private func claim(for target: SubscriptionTarget, now: Int64, reader: SQLiteConnection) throws {
-        var state = subscriptions[target.seq] ?? SubscriptionState()
+        var state = subscriptions[target.seq] ?? SubscriptionState(breaker: target.breaker)
         defer { subscriptions[target.seq] = state }
-        let isDown = state.isDown(settings.policy)
-        if isDown && now < state.probeNotBefore {
-            nextScanAt = min(nextScanAt, state.probeNotBefore)
+        let isDown = state.breaker.isDown(settings.policy)
+        // While down, one probe at a time; otherwise up to --max-in-flight;
+        // and never more than --max-outgoing across all subscriptions.
+        let allowed = state.breaker.room(settings.policy, maxInFlight: settings.maxInFlight, now: now)
+        if allowed == 0 {
+            nextScanAt = min(nextScanAt, state.breaker.probeNotBefore)
             return
         }
-        // While down, one probe at a time; otherwise up to --max-in-flight.
-        let room = (isDown ? 1 : settings.maxInFlight) - state.busy.count
+        let room = min(allowed - state.busy.count, maxOutgoing - attempts.count)
         guard room > 0 else { return }
         let due = try TopicStore.due(reader, subscription: target.seq, now: now, limit: room, excluding: state.busy)
         if due.count < room, let next = try TopicStore.nextDue(reader, subscription: target.seq, after: now) {
@@ -224,7 +261,8 @@ public final class Dispatcher: @unchecked Sendable {
         subscriptions[seq] = nil
     }
 
-    /// Turns finished transfers into outcomes and writes them in one group.
+    /// Turns finished transfers into outcomes and writes them in one group,
+    /// with the breakers they changed.
     private func collectFinished() {
         let finished = curl.finished()
         guard !finished.isEmpty else { return }
@@ -232,38 +270,58 @@ public final class Dispatcher: @unchecked Sendable {
         var outcomes: [AttemptOutcome] = []
         var keys: [(subscription: Int64, delivery: Int64)] = []
         var reopened: [Int64] = []
+        var changed = Set<Int64>()
         for (easy, code) in finished {
             guard let attempt = attempts.removeValue(forKey: easy) else { continue }
             curl.remove(attempt)
             let (outcome, retryAfter) = outcome(of: attempt, code: code, now: now)
             outcomes.append(outcome)
             keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
-            if account(outcome, retryAfter: retryAfter, attempt: attempt, now: now) {
+            changed.insert(attempt.subscriptionSeq)
+            if case .recovered? = account(outcome, retryAfter: retryAfter, attempt: attempt, now: now) {
                 reopened.append(attempt.subscriptionSeq)
             }
         }
         guard !outcomes.isEmpty else { return }
         awaitingCommit += keys.count
-        let recorded = keys
-        store.record(outcomes, backlogDueNow: reopened, now: now) { [self] result in
-            let release: @Sendable () -> Void = { [self] in
-                inbox.withLock { $0.committed.append(contentsOf: recorded) }
-                curl.wakeup()
+        let breakers = changed.compactMap { seq in subscriptions[seq].map { (seq, $0.breaker) } }
+        record(Unrecorded(outcomes: outcomes, breakers: breakers, backlogDueNow: reopened, keys: keys, notBefore: now))
+    }
+
+    /// Outcomes waiting to be written again, on the dispatcher thread.
+    private var unrecorded: [Unrecorded] = []
+
+    private func record(_ batch: Unrecorded) {
+        store.record(batch.outcomes, breakers: batch.breakers, backlogDueNow: batch.backlogDueNow, now: batch.notBefore) { [self] result in
+            switch result {
+            case .success:
+                inbox.withLock { $0.committed.append(contentsOf: batch.keys) }
+            case .failure(let error):
+                // Kept and written again in a second: the deliveries stay busy meanwhile,
+                // so nothing is resent before its outcome is on record.
+                logger.error("could not record \(batch.keys.count) delivery outcomes yet, writing them again in 1s: \(error)")
+                let again = Unrecorded(
+                    outcomes: batch.outcomes, breakers: batch.breakers, backlogDueNow: batch.backlogDueNow,
+                    keys: batch.keys, notBefore: WallClock.nowMillis() + 1000)
+                inbox.withLock { $0.unrecorded.append(again) }
             }
-            if case .failure(let error) = result {
-                // Not recorded: the deliveries stay pending and will be sent again (at-least-once).
-                // Not at once, though: while the disk refuses writes, that would resend in a loop.
-                logger.error("could not record \(recorded.count) delivery outcomes: \(error)")
-                DispatchQueue.global().asyncAfter(deadline: .now() + 1, execute: release)
-            } else {
-                release()
-            }
+            curl.wakeup()
         }
+    }
+
+    private func retryRecording(_ failed: [Unrecorded], now: Int64) {
+        unrecorded += failed
+        guard unrecorded.contains(where: { $0.notBefore <= now }) else { return }
+        let due = unrecorded.filter { $0.notBefore <= now }
+        unrecorded.removeAll { $0.notBefore <= now }
+        for batch in due { record(batch) }
     }
 
     /// The attempt's outcome to record, and the receiver's Retry-After (ms), if any.
     private func outcome(of attempt: WebhookAttempt, code: CURLcode, now: Int64) -> (AttemptOutcome, Int64?) {
         let status = attempt.responseStatus
+        // A body cut at the cap still came with its status: the answer is complete enough.
+        let code = code == CURLE_WRITE_ERROR && attempt.responseCut ? CURLE_OK : code
         let delivered = code == CURLE_OK && status.map { (200..<300).contains($0) } == true
         if delivered {
             let outcome = AttemptOutcome(
@@ -293,42 +351,34 @@ public final class Dispatcher: @unchecked Sendable {
         return (outcome, retryAfter)
     }
 
-    /// Updates the breaker and the metrics; true when this success brought a
-    /// down subscription back up.
-    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Bool {
-        let name = targets[attempt.subscriptionSeq]?.name ?? "deleted"
-        guard var state = subscriptions[attempt.subscriptionSeq] else { return false }
+    /// Updates the breaker, the metrics and the log; returns the breaker's transition.
+    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Breaker.Transition? {
+        let target = targets[attempt.subscriptionSeq]
+        let name = target?.name ?? "deleted"
+        let url = target.map { SubscriptionURL.masked($0.url) } ?? "-"
+        guard var state = subscriptions[attempt.subscriptionSeq] else { return nil }
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
-        let wasDown = state.isDown(policy)
         if outcome.delivered {
-            if wasDown {
-                logger.info("subscription \(name) is up again; its backlog flows")
-            }
-            state.consecutiveFailures = 0
-            state.failedProbes = 0
-            state.probeNotBefore = 0
             metrics.delivery(subscription: name, outcome: "delivered")
             metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
-            return wasDown
-        } else {
-            state.consecutiveFailures += 1
-            if !wasDown && state.isDown(policy) {
-                // Just went down: the first probe after one initial backoff (or the receiver's Retry-After).
-                state.failedProbes = 0
-                state.probeNotBefore = now + policy.delayMillis(failures: 1, retryAfterMillis: retryAfter)
-                logger.warning("subscription \(name) is down after \(policy.downAfter) failed attempts in a row; probing it one attempt at a time")
-            } else if attempt.isProbe {
-                // A failed probe: the next one waits longer, up to --retry-max.
-                state.failedProbes += 1
-                state.probeNotBefore = now + policy.delayMillis(failures: state.failedProbes + 1, retryAfterMillis: retryAfter)
-            } else if wasDown, let retryAfter {
-                // An attempt from before it went down: it may still ask for more patience.
-                state.probeNotBefore = max(state.probeNotBefore, now + retryAfter)
+            let transition = state.breaker.succeeded(policy, now: now)
+            if case .recovered(let downMillis)? = transition {
+                logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows")
             }
-            metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
-            return false
+            return transition
         }
+        let error = outcome.error ?? "failed"
+        logger.debug("attempt to subscription \(name) (\(url)) failed for \(attempt.delivery.domain), event \(attempt.delivery.eventId): \(error)")
+        if outcome.failed {
+            logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: tenant \(attempt.delivery.domain), event \(attempt.delivery.eventId), last error: \(error)")
+        }
+        metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
+        let transition = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)
+        if transition == .wentDown {
+            logger.warning("subscription \(name) (\(url)) is down after \(policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time")
+        }
+        return transition
     }
 }
 

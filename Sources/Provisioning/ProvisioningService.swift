@@ -64,6 +64,7 @@ public final class ProvisioningService: Sendable {
                 maxAttempts: configuration.maxAttempts),
             deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight)
         dispatcherSettings.caFile = configuration.webhookCAFile
+        dispatcherSettings.maxOutgoing = configuration.maxOutgoing
         let dispatcher = Dispatcher(store: store, settings: dispatcherSettings, metrics: metrics, logger: logger)
         self.dispatcher = dispatcher
         let backfill = BackfillRunner(store: store, logger: logger, batchDone: { dispatcher.wake() })

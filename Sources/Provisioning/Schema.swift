@@ -49,6 +49,13 @@ public enum Schema {
         ALTER TABLE subscriptions ADD COLUMN backfill_next INTEGER;  -- next tenant seq to back-fill
         ALTER TABLE subscriptions ADD COLUMN backfill_until INTEGER; -- last tenant seq to back-fill
         """,
+        // 3: the circuit breaker survives restarts: a down subscription stays down.
+        """
+        ALTER TABLE subscriptions ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;          -- failed attempts in a row
+        ALTER TABLE subscriptions ADD COLUMN failed_probes INTEGER NOT NULL DEFAULT 0;     -- since it went down
+        ALTER TABLE subscriptions ADD COLUMN probe_not_before INTEGER NOT NULL DEFAULT 0;  -- Unix ms
+        ALTER TABLE subscriptions ADD COLUMN down_since INTEGER;                           -- Unix ms, while down
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

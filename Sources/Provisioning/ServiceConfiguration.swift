@@ -11,6 +11,9 @@ public struct ServiceConfiguration: Sendable {
     /// 0: retry until it succeeds.
     public var maxAttempts = 0
     public var maxInFlight = 32
+    /// Webhook attempts at once across all subscriptions (lowered to what the
+    /// descriptor limit leaves room for).
+    public var maxOutgoing = 1024
     /// 0: one event loop per core.
     public var eventLoops = 0
     /// Open HTTP connections at most; more are answered 503 and closed.

@@ -27,6 +27,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("retry-max"), parsing: .unconditional, help: "Longest retry delay.") var retryMax: String?
     @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Attempts before a delivery fails (0: until it succeeds).") var maxAttempts: String?
     @Option(name: .customLong("max-in-flight"), parsing: .unconditional, help: "Concurrent attempts per subscription.") var maxInFlight: String?
+    @Option(name: .customLong("max-outgoing"), parsing: .unconditional, help: "Concurrent attempts across all subscriptions (default 1024, lowered to what ulimit -n leaves room for).") var maxOutgoing: String?
     @Option(name: .customLong("event-loops"), parsing: .unconditional, help: "HTTP event loop threads (0: one per core).") var eventLoops: String?
     @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
     @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
@@ -76,6 +77,7 @@ struct Serve: AsyncParsableCommand {
         config.retryMax = try duration(retryMax, "retry-max") ?? config.retryMax
         config.maxAttempts = try integer(maxAttempts, "max-attempts", 0...1_000_000) ?? config.maxAttempts
         config.maxInFlight = try integer(maxInFlight, "max-in-flight", 1...10_000) ?? config.maxInFlight
+        config.maxOutgoing = try integer(maxOutgoing, "max-outgoing", 1...100_000) ?? config.maxOutgoing
         config.eventLoops = try integer(eventLoops, "event-loops", 0...256) ?? config.eventLoops
         config.maxConnections = try integer(maxConnections, "max-connections", 1...1_000_000) ?? config.maxConnections
         config.idleTimeout = try duration(idleTimeout, "idle-timeout") ?? config.idleTimeout

@@ -15,10 +15,11 @@ BIN = os.environ.get("PROVISIOND_BIN", os.path.join(os.path.dirname(__file__), "
 class Provisiond:
     """A running provisiond process with its own data dir."""
 
-    def __init__(self, data_dir, *args, env=None):
+    def __init__(self, data_dir, *args, env=None, max_fds=None):
         self.data_dir = data_dir
         self.args = list(args)
         self.env = env or {}
+        self.max_fds = max_fds  # ulimit -n for the process
         self.proc = None
         self.port = None
         self.log_path = os.path.normpath(data_dir) + ".log"
@@ -30,7 +31,7 @@ class Provisiond:
         start_offset = self.log.tell()
         self.proc = subprocess.Popen(
             [BIN, "serve", "--port", "0", "--data-dir", self.data_dir, *self.args],
-            stdout=self.log, stderr=self.log, env=env)
+            stdout=self.log, stderr=self.log, env=env, preexec_fn=self._limits)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
@@ -43,6 +44,11 @@ class Provisiond:
                 raise RuntimeError("provisiond exited: " + self.output())
             time.sleep(0.05)
         raise RuntimeError("provisiond did not start: " + self.output())
+
+    def _limits(self):
+        if self.max_fds:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_fds, self.max_fds))
 
     def output(self):
         with open(self.log_path, "rb") as f:

@@ -349,3 +349,29 @@ def test_reset_connection_is_retried_until_acknowledged(provisiond, receivers):
     assert len(rx.ids()) == 1 and rx.count() >= d["attempts"], (rx.snapshot(), d)
     for r in rx.snapshot():
         verify(r, sub["secret"])
+
+
+def test_giving_up_and_going_down_are_logged_with_url_and_reason(provisiond, receivers):
+    hub = provisiond(*FAST, "--max-attempts", "2")
+    rx = receivers("flaky", Reply(503))
+    sub = hub.subscribe("flaky", rx.url_for("/hooks/flaky?k=1").replace("127.0.0.1", "user:pw@127.0.0.1"))
+    tenants = hub.create_tenants("giveup", 6)
+    hub.wait_counts(sub["id"], failed=6)
+    log = hub.svc.output()
+    gave_up = [line for line in log.splitlines() if "gave up" in line]
+    assert len(gave_up) == 6, log
+    for t in tenants:
+        (line,) = [line for line in gave_up if t["domain"] in line]
+        assert "warning" in line and "flaky" in line and "HTTP 503" in line, line
+        assert "http://user:***@127.0.0.1:" in line, line
+    (down,) = [line for line in log.splitlines() if "is down" in line]
+    assert "warning" in down and "http://user:***@127.0.0.1:" in down and "HTTP 503" in down, down
+    assert "user:pw" not in log  # the URL's password is a secret
+
+    # Recovered: named with its URL.
+    rx.answer(Reply(204))
+    hub.create_tenant("after.example.com")
+    hub.retry(sub["id"])
+    hub.wait_counts(sub["id"], delivered=7)
+    (up,) = [line for line in hub.svc.output().splitlines() if "up again" in line]
+    assert "info" in up and "flaky" in up and "http://user:***@127.0.0.1:" in up, up

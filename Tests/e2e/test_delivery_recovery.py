@@ -291,3 +291,27 @@ def test_the_first_success_after_an_outage_makes_the_whole_backlog_due(provision
     counts = hub.wait_counts(sub["id"], timeout=60.0, delivered=11)
     assert counts == {"pending": 0, "delivered": 11, "failed": 0}, counts
     assert body_tenant_ids(env) == {t["id"] for t in backlog} | {fresh["id"]}
+
+
+def test_a_down_subscription_stays_down_across_a_restart(provisiond, receivers, tmp_path):
+    # Backoff of 3 s: probes are at least 1.5 s apart. 20 deliveries, each
+    # backed off on its own for at most 3 s: a restart that forgot the breaker
+    # would find them all due and send them at once.
+    args = ["--retry-initial", "3s", "--retry-max", "3s", "--delivery-timeout", "5s"]
+    data_dir = str(tmp_path / "breaker")
+    hub = provisiond(*args, data_dir=data_dir)
+    dead = receivers("dead", Reply(500, delay=0.05))
+    hub.subscribe("dead", dead.url)
+    hub.create_tenants("restart", 20)
+    wait_until(lambda: "is down" in hub.svc.output(), what="the breaker to open")
+    dead.wait_for_requests(21)  # the first burst of 20 and at least one probe
+    assert hub.stop() == 0
+
+    before = dead.count()
+    hub.start()
+    dead.wait_for_requests(before + 3, timeout=60.0)  # three probes after the restart
+    after = sorted((r for r in dead.snapshot()[before:] if r.end is not None), key=lambda r: r.start)
+    # One at a time, spaced by the backoff (a lower bound: a slow run cannot break it).
+    assert overlap(after) <= 1, [(round(r.start, 3), round(r.end, 3)) for r in after]
+    gaps = [b.start - a.end for a, b in zip(after, after[1:])]
+    assert gaps and min(gaps) >= 1.4, [round(g, 3) for g in gaps]

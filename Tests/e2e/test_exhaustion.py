@@ -232,3 +232,115 @@ def test_a_request_that_arrives_while_the_service_is_stalled_is_answered(data_di
             s.close()
     finally:
         service.stop()
+
+
+class _Ack(__import__("http.server").server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_many_subscriptions_to_a_listener_that_never_accepts_under_a_low_descriptor_limit(data_dir):
+    from http.server import ThreadingHTTPServer
+    # A listener that never accepts: connections hang in its backlog or in SYN retries until the timeout.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/hooks"
+    subscriptions = 1000
+    svc = Provisiond(data_dir, "--api-token", TOKEN, "--delivery-timeout", "2s", "--retry-initial", "100ms",
+                     "--retry-max", "1s", max_fds=256).start()
+    server = None
+    try:
+        s = svc.api()
+        for i in range(subscriptions):
+            r = s.post(svc.url + "/subscriptions", json={"name": f"env{i}", "url": url})
+            assert r.status_code == 201, r.text
+        r = s.post(svc.url + "/tenants", json={"domain": "fds.example", "admin": {"username": "a", "email": "a@x.io"}})
+        assert r.status_code == 202, r.text
+        tenant = r.json()["id"]
+        # Every subscription tries, and keeps trying, while the API answers throughout.
+        wait_until(lambda: all(d["attempts"] >= 1 for d in s.get(svc.url + f"/tenants/{tenant}").json()["deliveries"]),
+                   timeout=120.0, what="an attempt for every subscription")
+        for _ in range(20):
+            assert healthy(svc)
+            assert s.get(svc.url + "/subscriptions").status_code == 200
+        # Every attempt failed for the receiver's silence, none for want of a descriptor.
+        errors = {d["lastError"] for d in s.get(svc.url + f"/tenants/{tenant}").json()["deliveries"]}
+        assert not [e for e in errors if "open files" in e.lower() or "socket" in e.lower()], errors
+
+        # The listener starts answering: every delivery arrives, nothing lost.
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Ack, bind_and_activate=False)
+        server.socket.close()
+        server.socket = silent
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        s.post(svc.url + f"/subscriptions/env0/retry")
+        wait_until(lambda: s.get(svc.url + f"/tenants/{tenant}").json()["status"] == "provisioned",
+                   timeout=120.0, what="every delivery acknowledged")
+        log = svc.output()
+        assert "could not record" not in log and "unable to open" not in log, log[-3000:]
+        assert "--max-outgoing lowered from 1024 to 64" in log
+    finally:
+        svc.stop()
+        if server:
+            server.shutdown()
+        silent.close()
+
+
+def test_an_endless_answer_is_read_only_up_to_its_cap(data_dir):
+    # A receiver that answers 200 and then streams a body that never ends
+    # (bounded here at 256 MiB so the test stops by itself).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    sent = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = _recv_until(conn, b"", lambda d: b"\r\n\r\n" in d)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length:")), b"0"))
+                _recv_until(conn, body, lambda d: len(d) >= length)
+                total = 0
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+                    while total < 256 << 20:
+                        conn.sendall(chunk)
+                        total += len(chunk)
+                except OSError:
+                    pass
+                sent.append(total)
+
+    threading.Thread(target=serve, daemon=True).start()
+    svc = Provisiond(data_dir, "--api-token", TOKEN, "--delivery-timeout", "20s").start()
+    try:
+        s = svc.api()
+        r = s.post(svc.url + "/subscriptions", json={"name": "endless", "url": f"http://127.0.0.1:{listener.getsockname()[1]}/"})
+        sub = r.json()["id"]
+        r = s.post(svc.url + "/tenants", json={"domain": "endless.example", "admin": {"username": "a", "email": "a@x.io"}})
+        tenant = r.json()["id"]
+        # The status line came back 200: acknowledged, though the body was cut.
+        wait_until(lambda: s.get(svc.url + f"/tenants/{tenant}").json()["status"] == "provisioned", what="acknowledged")
+        wait_until(lambda: sent, what="the receiver to see the connection closed")
+        (d,) = s.get(svc.url + f"/subscriptions/{sub}/deliveries").json()["items"]
+        assert d["attempts"] == 1 and d["lastStatus"] == 200, d
+        # Read up to 64 KiB, then closed: what the receiver got out is what the
+        # socket buffers held, far below the 256 MiB it would have sent.
+        assert sent[0] < 16 << 20, sent
+    finally:
+        svc.stop()
+        listener.close()
