@@ -40,7 +40,7 @@ enum Representation {
         var members: [(String, JSON)] = [
             ("id", .string(subscription.id)),
             ("name", .string(subscription.name)),
-            ("url", .string(subscription.url)),
+            ("url", .string(SubscriptionRules.maskingPassword(subscription.url))),
             ("deliver", .string(subscription.deliver)),
             ("paused", .bool(subscription.paused)),
             ("createdAt", time(subscription.createdAt)),

@@ -1,3 +1,4 @@
+import CCurl
 import Foundation
 import HTTPServer
 
@@ -194,14 +195,59 @@ enum SubscriptionRules {
         }
     }
 
+    /// Checked with libcurl's own URL parser, the one that later sends to the
+    /// URL: what passes here is what curl connects to. The URL is stored as
+    /// given (not curl's normalised form) so an operator reads back what they
+    /// wrote; that is safe because the authority as written must be exactly
+    /// the user, password, host and port curl reads from it.
     static func validateURL(_ url: String, field: String) throws(InvalidRequest) {
-        guard url.utf8.count <= 2048, url.utf8.allSatisfy({ $0 > 32 && $0 < 127 }),
-              let parsed = URLComponents(string: url),
-              let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              let host = parsed.host, !host.isEmpty
-        else {
-            throw InvalidRequest(field: field, message: "must be an absolute http or https URL")
+        func fail(_ message: String = "must be an absolute http or https URL") -> InvalidRequest {
+            InvalidRequest(field: field, message: message)
         }
+        // Backslashes: other readers take them for slashes, curl does not
+        // (`http://a:1\@b/` is host b to curl, a to a browser).
+        guard url.utf8.count <= 2048, url.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 92 }) else { throw fail() }
+        guard let handle = curl_url() else { throw fail("could not be checked") }
+        defer { curl_url_cleanup(handle) }
+        let rc = curl_url_set(handle, CURLUPART_URL, url, 0)
+        guard rc == CURLUE_OK else { throw fail("is not a URL libcurl accepts: \(String(cString: curl_url_strerror(rc)))") }
+        func part(_ which: CURLUPart) -> String? {
+            var value: UnsafeMutablePointer<CChar>?
+            guard curl_url_get(handle, which, &value, 0) == CURLUE_OK, let value else { return nil }
+            defer { curl_free(value) }
+            return String(cString: value)
+        }
+        guard let scheme = part(CURLUPART_SCHEME), scheme == "http" || scheme == "https",
+              let host = part(CURLUPART_HOST), !host.isEmpty
+        else { throw fail() }
+        let port = part(CURLUPART_PORT)
+        if let port { guard let number = Int(port), (1...65535).contains(number) else { throw fail("port must be 1-65535") } }
+        // Rebuilt from curl's reading, the authority must be the one written:
+        // this refuses what curl would read as another host (`http:/h`,
+        // `http:///h`, `0x7f.1`, `h%2e`, a zone id) or another port (`:0080`).
+        var authority = host + (port.map { ":" + $0 } ?? "")
+        if let user = part(CURLUPART_USER) {
+            authority = user + (part(CURLUPART_PASSWORD).map { ":" + $0 } ?? "") + "@" + authority
+        }
+        guard writtenAuthority(url).map(String.init) == authority else {
+            throw fail("must name its host and port plainly: libcurl reads the host as \(host) and port \(port ?? "default")")
+        }
+    }
+
+    /// The text between `://` and the first `/`, `?` or `#`; nil without `://`.
+    static func writtenAuthority(_ url: String) -> Substring? {
+        guard let start = url.range(of: "://")?.upperBound else { return nil }
+        let rest = url[start...]
+        return rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+    }
+
+    /// The URL for reading back: a password (which curl sends as Basic auth)
+    /// becomes `***`. Works on any stored URL, also ones from before validation used curl.
+    static func maskingPassword(_ url: String) -> String {
+        guard let authority = writtenAuthority(url), let at = authority.lastIndex(of: "@"),
+              let colon = authority[..<at].firstIndex(of: ":")
+        else { return url }
+        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
     }
 
     static func validateSecret(_ secret: String) throws(InvalidRequest) {

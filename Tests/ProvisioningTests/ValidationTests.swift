@@ -183,6 +183,29 @@ final class ValidationTests: XCTestCase {
         XCTAssertNoThrow(try SubscriptionRequest.parse(bytes(#"{"name": "\#(String(repeating: "p", count: 63))", "url": "http://[::1]:8080/"}"#)))
     }
 
+    func testURLIsReadAsLibcurlReadsIt() {
+        // Refused: libcurl refuses them, or would connect elsewhere than they read.
+        for url in [
+            #"http://127.0.0.1:40001\@evil.example/bs"#, #"http://h.example/a\b"#,
+            "http://h.example:0/", "http://h.example:65536/", "http://h.example:99999/", "http://h.example:0080/",
+            "http:/h.example/", "http:///h.example/", "http://0x7f.1/", "http://h%2eexample/", "http://a@b@h.example/",
+            "http://[fe80::1%25eth0]/", "http://h.example:/x", "ftp://h.example/",
+        ] {
+            assertInvalid("url") { try SubscriptionRules.validateURL(url, field: "url") }
+        }
+        for url in ["http://h.example:1/", "https://h.example:65535/x?y#z", "http://[::1]:8080/", "http://u:p%40ss@h.example/", "HTTP://H.example"] {
+            XCTAssertNoThrow(try SubscriptionRules.validateURL(url, field: "url"), url)
+        }
+    }
+
+    func testURLPasswordIsMasked() {
+        XCTAssertEqual(SubscriptionRules.maskingPassword("http://u:p%40ss@h.example:8/x?a=b@c"), "http://u:***@h.example:8/x?a=b@c")
+        XCTAssertEqual(SubscriptionRules.maskingPassword("http://u:@h.example/"), "http://u:***@h.example/")
+        for unchanged in ["http://u@h.example/", "http://h.example:8/a:b@c", "https://h.example?x=u:p@q", "nonsense"] {
+            XCTAssertEqual(SubscriptionRules.maskingPassword(unchanged), unchanged)
+        }
+    }
+
     // MARK: SubscriptionPatch
 
     func testSubscriptionPatchRejectsEachBadField() {
