@@ -25,7 +25,10 @@ struct ProvisioningAPI: Sendable {
             case .found(let found, _): route = found.pattern
             default: route = "unmatched"
             }
-            if ProvisioningAPI.isProtected(request), !authorized(request) {
+            if ProvisioningAPI.isProtected(request), request.headers.values("Authorization").count > 1 {
+                // Two credentials are ambiguous: a proxy may check one and we the other.
+                response = .problem(400, detail: "Authorization: more than one Authorization header")
+            } else if ProvisioningAPI.isProtected(request), !authorized(request) {
                 var headers = HTTPHeaders()
                 headers.add("WWW-Authenticate", "Bearer")
                 let detail = request.headers["Authorization"] == nil
