@@ -58,6 +58,20 @@ struct ObjectReader {
         return string
     }
 
+    /// A string of at most 254 characters without control characters (C0,
+    /// DEL, C1): these fields end up in e-mails, logs and other systems'
+    /// headers, where a CR LF could start a line of its own.
+    func shortText(_ name: String, required: Bool) throws(InvalidRequest) -> String? {
+        guard let text = try string(name, required: required) else { return nil }
+        guard text.unicodeScalars.count <= 254 else {
+            throw InvalidRequest(field: fieldPath(name), message: "longer than 254 characters")
+        }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw InvalidRequest(field: fieldPath(name), message: "must not contain control characters")
+        }
+        return text
+    }
+
     func object(_ name: String, required: Bool) throws(InvalidRequest) -> ObjectReader? {
         guard let value = try optional(name, required: required) else { return nil }
         guard let members = value.objectMembers else {
@@ -94,15 +108,15 @@ public struct TenantRequest: Sendable {
 
         let adminReader = try reader.object("admin", required: true)!
         try adminReader.rejectUnknown(allowed: ["username", "email", "firstName", "lastName"])
-        let username = try adminReader.string("username", required: true)!
+        let username = try adminReader.shortText("username", required: true)!
         guard !username.isEmpty else { throw InvalidRequest(field: "admin.username", message: "must not be empty") }
-        let email = try adminReader.string("email", required: true)!
+        let email = try adminReader.shortText("email", required: true)!
         guard email.contains("@") else { throw InvalidRequest(field: "admin.email", message: "must contain @") }
         var admin: [(String, JSON)] = [("username", .string(username)), ("email", .string(email))]
-        if let first = try adminReader.string("firstName", required: false) { admin.append(("firstName", .string(first))) }
-        if let last = try adminReader.string("lastName", required: false) { admin.append(("lastName", .string(last))) }
+        if let first = try adminReader.shortText("firstName", required: false) { admin.append(("firstName", .string(first))) }
+        if let last = try adminReader.shortText("lastName", required: false) { admin.append(("lastName", .string(last))) }
 
-        let plan = try reader.string("plan", required: false)
+        let plan = try reader.shortText("plan", required: false)
         let attributes = try reader.object("attributes", required: false).map { JSON.object($0.members) } ?? .object([])
 
         let canonical = JSON.object([
@@ -121,7 +135,8 @@ enum DomainName {
     }
 
     /// Letters, digits and hyphens in dot-separated labels of 1-63 characters
-    /// that neither start nor end with a hyphen; two labels at least, 253 characters at most.
+    /// that neither start nor end with a hyphen; two labels at least, 253 characters at most;
+    /// the last label not all digits (`127.0.0.1` is an address, no domain).
     static func validate(_ domain: String) throws(InvalidRequest) {
         func fail(_ message: String) -> InvalidRequest { InvalidRequest(field: "domain", message: message) }
         guard !domain.isEmpty else { throw fail("must not be empty") }
@@ -135,6 +150,9 @@ enum DomainName {
                 throw fail("may contain only letters, digits, hyphens and dots")
             }
             guard label.first != "-", label.last != "-" else { throw fail("has a label starting or ending with a hyphen") }
+        }
+        guard !labels.last!.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+            throw fail("last label is all digits: an IP address is no domain")
         }
     }
 }

@@ -52,6 +52,16 @@ final class ValidationTests: XCTestCase {
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "firstName": 1}}"#, "admin.firstName"),
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "lastName": {}}}"#, "admin.lastName"),
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "password": "x"}}"#, "admin.password"),
+            (#"{"domain": "127.0.0.1", \#(validAdmin)}"#, "domain"),
+            (#"{"domain": "acme.123", \#(validAdmin)}"#, "domain"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "u@x.com\r\nBcc: evil@x"}}"#, "admin.email"),
+            (#"{"domain": "acme.com", "admin": {"username": "ad\u0000min", "email": "a@b.c"}}"#, "admin.username"),
+            (#"{"domain": "acme.com", "admin": {"username": "\#(String(repeating: "u", count: 255))", "email": "a@b.c"}}"#, "admin.username"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@\#(String(repeating: "b", count: 900_000))"}}"#, "admin.email"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "firstName": "A\u007f"}}"#, "admin.firstName"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "lastName": "L\u0085"}}"#, "admin.lastName"),
+            (#"{"domain": "acme.com", \#(validAdmin), "plan": "Demo\t"}"#, "plan"),
+            (#"{"domain": "acme.com", \#(validAdmin), "plan": "\#(String(repeating: "é", count: 255))"}"#, "plan"),
             (#"{"domain": "acme.com", \#(validAdmin), "plan": 3}"#, "plan"),
             (#"{"domain": "acme.com", \#(validAdmin), "attributes": "x"}"#, "attributes"),
             (#"{"domain": "acme.com", \#(validAdmin), "attributes": [1]}"#, "attributes"),
@@ -97,7 +107,12 @@ final class ValidationTests: XCTestCase {
         let longest = [String](repeating: String(repeating: "a", count: 63), count: 3).joined(separator: ".") + "." + String(repeating: "b", count: 61)
         XCTAssertEqual(longest.utf8.count, 253)
         XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "\#(longest)", \#(validAdmin)}"#)))
-        XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "1-2.3", \#(validAdmin)}"#)))
+        XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "1-2.3-4", \#(validAdmin)}"#)))
+        // 254 characters (code points, whatever their UTF-8 length) is the most for admin and plan strings.
+        let most = String(repeating: "é", count: 254)
+        let long = try TenantRequest.parse(bytes(
+            #"{"domain": "a.b", "admin": {"username": "\#(most)", "email": "@\#(most.dropFirst())", "firstName": "\#(most)", "lastName": "\#(most)"}, "plan": "\#(most)"}"#))
+        XCTAssertEqual(long.plan, most)
     }
 
     func testCanonicalFormIgnoresKeyOrderAndDomainCase() throws {
