@@ -317,6 +317,33 @@ def test_pagination_has_no_repeats_and_no_gaps(api_service):
     assert [t["id"] for t in page["items"]] == created and page["next"] is None
 
 
+def test_page_of_large_tenants_ends_near_one_mib_and_next_goes_on(api_service):
+    """Six tenants of 400 KiB: a page asked for 100 ends once it holds about 1 MiB (three of
+    them), never empty, and following `next` yields every tenant exactly once, in order."""
+    s = api_service.api()
+    created = []
+    for i in range(6):
+        r = s.post(api_service.url + "/tenants", json=tenant_body(f"large{i}.example", attributes={"pad": "x" * (400 << 10)}))
+        assert r.status_code == 202, r.text[:300]
+        created.append(r.json()["id"])
+    seen, sizes, after = [], [], None
+    for _ in range(10):
+        params = {"limit": 100} | ({"after": after} if after else {})
+        r = s.get(api_service.url + "/tenants", params=params)
+        assert r.status_code == 200, r.text[:300]
+        page = r.json()
+        assert page["items"], "a page is never empty while more exist"
+        assert len(r.content) < (1 << 20) + (450 << 10), "at most about 1 MiB and the item that crossed it"
+        sizes.append(len(page["items"]))
+        seen += [t["id"] for t in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+        assert after == seen[-1]
+    assert sizes == [3, 3]
+    assert seen == created
+
+
 def test_default_limit_is_100(api_service):
     s = api_service.api()
     for i in range(101):
