@@ -65,7 +65,15 @@ public struct HTTPParser {
                     continue
                 }
                 let available = buffer.count - index
-                guard let headEnd = HTTPParser.findHeadEnd(buffer, from: index, scanFrom: max(index, index + scanned - 3)) else {
+                let headEnd: (contentEnd: Int, end: Int)
+                switch HTTPParser.scanHead(buffer, from: index, scanFrom: index + scanned) {
+                case .end(let contentEnd, let end): headEnd = (contentEnd, end)
+                case .bareLF:
+                    // Answered at once: waiting for a CRLF CRLF that such a client never sends would
+                    // leave it to the head timeout. Not read as a line end either, so that no
+                    // proxy in front can see other header lines than we do.
+                    return .failure(status: 400, detail: "bare LF in request head: lines must end with CRLF")
+                case .incomplete:
                     if available > limits.maxHeadBytes {
                         return .failure(status: 431, detail: "request head exceeds \(limits.maxHeadBytes) bytes")
                     }
@@ -276,18 +284,26 @@ public struct HTTPParser {
 
     // MARK: Helpers
 
-    /// Finds the empty line ending a head. Returns where the head's content
-    /// ends (before the final CRLF pair) and where the next bytes begin.
-    static func findHeadEnd(_ buffer: [UInt8], from start: Int, scanFrom: Int) -> (contentEnd: Int, end: Int)? {
+    enum HeadScan: Equatable {
+        /// Where the head's content ends (before the final CRLF pair) and where the next bytes begin.
+        case end(contentEnd: Int, end: Int)
+        /// An LF without a CR before it.
+        case bareLF
+        case incomplete
+    }
+
+    /// Looks for the empty line ending a head from `scanFrom` on (the bytes
+    /// before it were looked at by an earlier call), stopping at a bare LF.
+    static func scanHead(_ buffer: [UInt8], from start: Int, scanFrom: Int) -> HeadScan {
         var i = max(start, scanFrom)
-        while i + 3 < buffer.count {
-            if buffer[i + 3] != 10 { i += buffer[i + 3] == 13 ? 1 : 4; continue }
-            if buffer[i] == 13, buffer[i + 1] == 10, buffer[i + 2] == 13 {
-                return (i, i + 4)
+        while i < buffer.count {
+            if buffer[i] == 10 {
+                guard i > start, buffer[i - 1] == 13 else { return .bareLF }
+                if i - 3 >= start, buffer[i - 3] == 13, buffer[i - 2] == 10 { return .end(contentEnd: i - 3, end: i + 1) }
             }
             i += 1
         }
-        return nil
+        return .incomplete
     }
 
     static func findCRLF(_ buffer: [UInt8], from start: Int) -> Int? {
@@ -299,8 +315,8 @@ public struct HTTPParser {
         return nil
     }
 
-    /// Splits a head into lines at CRLF. A bare CR or LF inside a line is
-    /// kept in it and later refused as an invalid character.
+    /// Splits a head into lines at CRLF. A bare CR inside a line is kept in
+    /// it and later refused as an invalid character (a bare LF never gets here).
     static func splitLines(_ head: ArraySlice<UInt8>) -> [ArraySlice<UInt8>] {
         var lines: [ArraySlice<UInt8>] = []
         var lineStart = head.startIndex

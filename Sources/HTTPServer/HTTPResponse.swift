@@ -17,9 +17,14 @@ public struct HTTPResponse: Sendable {
 
     /// A JSON response from an already-built JSON value.
     public static func json(_ status: Int, _ value: JSON, headers extra: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
+        json(status, serialized: value.serialized(), headers: extra)
+    }
+
+    /// A JSON response from a document already serialised (a list page written item by item).
+    public static func json(_ status: Int, serialized body: [UInt8], headers extra: HTTPHeaders = HTTPHeaders()) -> HTTPResponse {
         var headers = extra
         headers.set("Content-Type", "application/json; charset=utf-8")
-        return HTTPResponse(status: status, headers: headers, body: value.serialized())
+        return HTTPResponse(status: status, headers: headers, body: body)
     }
 
     /// An RFC 9457 problem document.

@@ -25,7 +25,10 @@ struct ProvisioningAPI: Sendable {
             case .found(let found, _): route = found.pattern
             default: route = "unmatched"
             }
-            if ProvisioningAPI.isProtected(request), !authorized(request) {
+            if ProvisioningAPI.isProtected(request), request.headers.values("Authorization").count > 1 {
+                // Two credentials are ambiguous: a proxy may check one and we the other.
+                response = .problem(400, detail: "Authorization: more than one Authorization header")
+            } else if ProvisioningAPI.isProtected(request), !authorized(request) {
                 var headers = HTTPHeaders()
                 headers.add("WWW-Authenticate", "Bearer")
                 let detail = request.headers["Authorization"] == nil
@@ -125,8 +128,9 @@ struct ProvisioningAPI: Sendable {
                     filter.state = parsed
                 }
                 let id = request.pathParameters["id"]!
-                guard let page = try await store.deliveries(subscriptionId: id, filter) else { return notFound(id) }
-                return .json(200, Representation.page(page, Representation.deliveryItem))
+                let writer = PageWriter(render: Representation.deliveryItem)
+                guard let (page, next) = try await store.deliveries(subscriptionId: id, filter, into: writer) else { return notFound(id) }
+                return .json(200, serialized: page.finish(next: next))
             }
         }
         router.post("/subscriptions/{id}/retry") { request in
@@ -173,8 +177,8 @@ struct ProvisioningAPI: Sendable {
             }
             filter.status = parsed
         }
-        let page = try await store.tenants(filter)
-        return .json(200, Representation.page(page, Representation.tenant))
+        let (page, next) = try await store.tenants(filter, into: PageWriter(render: Representation.tenant))
+        return .json(200, serialized: page.finish(next: next))
     }
 
     private func createSubscription(_ request: HTTPRequest) async throws -> HTTPResponse {

@@ -1,3 +1,4 @@
+import CCurl
 import Foundation
 import HTTPServer
 
@@ -57,6 +58,20 @@ struct ObjectReader {
         return string
     }
 
+    /// A string of at most 254 characters without control characters (C0,
+    /// DEL, C1): these fields end up in e-mails, logs and other systems'
+    /// headers, where a CR LF could start a line of its own.
+    func shortText(_ name: String, required: Bool) throws(InvalidRequest) -> String? {
+        guard let text = try string(name, required: required) else { return nil }
+        guard text.unicodeScalars.count <= 254 else {
+            throw InvalidRequest(field: fieldPath(name), message: "longer than 254 characters")
+        }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }) else {
+            throw InvalidRequest(field: fieldPath(name), message: "must not contain control characters")
+        }
+        return text
+    }
+
     func object(_ name: String, required: Bool) throws(InvalidRequest) -> ObjectReader? {
         guard let value = try optional(name, required: required) else { return nil }
         guard let members = value.objectMembers else {
@@ -93,15 +108,15 @@ public struct TenantRequest: Sendable {
 
         let adminReader = try reader.object("admin", required: true)!
         try adminReader.rejectUnknown(allowed: ["username", "email", "firstName", "lastName"])
-        let username = try adminReader.string("username", required: true)!
+        let username = try adminReader.shortText("username", required: true)!
         guard !username.isEmpty else { throw InvalidRequest(field: "admin.username", message: "must not be empty") }
-        let email = try adminReader.string("email", required: true)!
+        let email = try adminReader.shortText("email", required: true)!
         guard email.contains("@") else { throw InvalidRequest(field: "admin.email", message: "must contain @") }
         var admin: [(String, JSON)] = [("username", .string(username)), ("email", .string(email))]
-        if let first = try adminReader.string("firstName", required: false) { admin.append(("firstName", .string(first))) }
-        if let last = try adminReader.string("lastName", required: false) { admin.append(("lastName", .string(last))) }
+        if let first = try adminReader.shortText("firstName", required: false) { admin.append(("firstName", .string(first))) }
+        if let last = try adminReader.shortText("lastName", required: false) { admin.append(("lastName", .string(last))) }
 
-        let plan = try reader.string("plan", required: false)
+        let plan = try reader.shortText("plan", required: false)
         let attributes = try reader.object("attributes", required: false).map { JSON.object($0.members) } ?? .object([])
 
         let canonical = JSON.object([
@@ -120,7 +135,8 @@ enum DomainName {
     }
 
     /// Letters, digits and hyphens in dot-separated labels of 1-63 characters
-    /// that neither start nor end with a hyphen; two labels at least, 253 characters at most.
+    /// that neither start nor end with a hyphen; two labels at least, 253 characters at most;
+    /// the last label not all digits (`127.0.0.1` is an address, no domain).
     static func validate(_ domain: String) throws(InvalidRequest) {
         func fail(_ message: String) -> InvalidRequest { InvalidRequest(field: "domain", message: message) }
         guard !domain.isEmpty else { throw fail("must not be empty") }
@@ -134,6 +150,9 @@ enum DomainName {
                 throw fail("may contain only letters, digits, hyphens and dots")
             }
             guard label.first != "-", label.last != "-" else { throw fail("has a label starting or ending with a hyphen") }
+        }
+        guard !labels.last!.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+            throw fail("last label is all digits: an IP address is no domain")
         }
     }
 }
@@ -194,14 +213,59 @@ enum SubscriptionRules {
         }
     }
 
+    /// Checked with libcurl's own URL parser, the one that later sends to the
+    /// URL: what passes here is what curl connects to. The URL is stored as
+    /// given (not curl's normalised form) so an operator reads back what they
+    /// wrote; that is safe because the authority as written must be exactly
+    /// the user, password, host and port curl reads from it.
     static func validateURL(_ url: String, field: String) throws(InvalidRequest) {
-        guard url.utf8.count <= 2048, url.utf8.allSatisfy({ $0 > 32 && $0 < 127 }),
-              let parsed = URLComponents(string: url),
-              let scheme = parsed.scheme?.lowercased(), scheme == "http" || scheme == "https",
-              let host = parsed.host, !host.isEmpty
-        else {
-            throw InvalidRequest(field: field, message: "must be an absolute http or https URL")
+        func fail(_ message: String = "must be an absolute http or https URL") -> InvalidRequest {
+            InvalidRequest(field: field, message: message)
         }
+        // Backslashes: other readers take them for slashes, curl does not
+        // (`http://a:1\@b/` is host b to curl, a to a browser).
+        guard url.utf8.count <= 2048, url.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 92 }) else { throw fail() }
+        guard let handle = curl_url() else { throw fail("could not be checked") }
+        defer { curl_url_cleanup(handle) }
+        let rc = curl_url_set(handle, CURLUPART_URL, url, 0)
+        guard rc == CURLUE_OK else { throw fail("is not a URL libcurl accepts: \(String(cString: curl_url_strerror(rc)))") }
+        func part(_ which: CURLUPart) -> String? {
+            var value: UnsafeMutablePointer<CChar>?
+            guard curl_url_get(handle, which, &value, 0) == CURLUE_OK, let value else { return nil }
+            defer { curl_free(value) }
+            return String(cString: value)
+        }
+        guard let scheme = part(CURLUPART_SCHEME), scheme == "http" || scheme == "https",
+              let host = part(CURLUPART_HOST), !host.isEmpty
+        else { throw fail() }
+        let port = part(CURLUPART_PORT)
+        if let port { guard let number = Int(port), (1...65535).contains(number) else { throw fail("port must be 1-65535") } }
+        // Rebuilt from curl's reading, the authority must be the one written:
+        // this refuses what curl would read as another host (`http:/h`,
+        // `http:///h`, `0x7f.1`, `h%2e`, a zone id) or another port (`:0080`).
+        var authority = host + (port.map { ":" + $0 } ?? "")
+        if let user = part(CURLUPART_USER) {
+            authority = user + (part(CURLUPART_PASSWORD).map { ":" + $0 } ?? "") + "@" + authority
+        }
+        guard writtenAuthority(url).map(String.init) == authority else {
+            throw fail("must name its host and port plainly: libcurl reads the host as \(host) and port \(port ?? "default")")
+        }
+    }
+
+    /// The text between `://` and the first `/`, `?` or `#`; nil without `://`.
+    static func writtenAuthority(_ url: String) -> Substring? {
+        guard let start = url.range(of: "://")?.upperBound else { return nil }
+        let rest = url[start...]
+        return rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+    }
+
+    /// The URL for reading back: a password (which curl sends as Basic auth)
+    /// becomes `***`. Works on any stored URL, also ones from before validation used curl.
+    static func maskingPassword(_ url: String) -> String {
+        guard let authority = writtenAuthority(url), let at = authority.lastIndex(of: "@"),
+              let colon = authority[..<at].firstIndex(of: ":")
+        else { return url }
+        return String(url[..<authority.index(after: colon)]) + "***" + String(url[at...])
     }
 
     static func validateSecret(_ secret: String) throws(InvalidRequest) {

@@ -96,6 +96,17 @@ public final class TopicStore: Sendable {
     }
 
     public func tenants(_ filter: TenantFilter) async throws -> Page<Tenant> {
+        let (list, next) = try await tenants(filter, into: ItemList())
+        return Page(items: list.items, next: next)
+    }
+
+    /// The page's tenants go to `page` one by one, each loaded only once the
+    /// one before is in: a page that fills up early loads no more (memory
+    /// stays bounded whatever `limit` and the tenants' size). Gives the
+    /// collector back with the cursor of the next page.
+    func tenants<Collector: PageCollector>(
+        _ filter: TenantFilter, into page: Collector
+    ) async throws -> (Collector, next: String?) where Collector.Item == Tenant {
         try await readers.read { db in
             var afterSeq: Int64 = 0
             if let after = filter.after {
@@ -122,8 +133,15 @@ public final class TopicStore: Sendable {
             sql += " ORDER BY seq LIMIT ?"
             bindings.append(.int(filter.limit + 1))
             let seqs = try db.query(sql, bindings) { $0.int(0) }
-            let tenants = try seqs.prefix(filter.limit).compactMap { try TopicStore.loadTenant(db, seq: $0) }
-            return Page(items: tenants, next: seqs.count > filter.limit ? tenants.last?.id : nil)
+            var page = page
+            var last: String?
+            for seq in seqs.prefix(filter.limit) {
+                if page.isFull { return (page, last) }
+                guard let tenant = try TopicStore.loadTenant(db, seq: seq) else { continue }
+                page.add(tenant)
+                last = tenant.id
+            }
+            return (page, seqs.count > filter.limit ? last : nil)
         }
     }
 
@@ -281,6 +299,14 @@ public final class TopicStore: Sendable {
 
     /// A subscription's deliveries in tenant order; nil if it does not exist.
     public func deliveries(subscriptionId: String, _ filter: DeliveryFilter) async throws -> Page<Delivery>? {
+        guard let (list, next) = try await deliveries(subscriptionId: subscriptionId, filter, into: ItemList()) else { return nil }
+        return Page(items: list.items, next: next)
+    }
+
+    /// The same into a collector that may end the page early (see `tenants(_:into:)`).
+    func deliveries<Collector: PageCollector>(
+        subscriptionId: String, _ filter: DeliveryFilter, into page: Collector
+    ) async throws -> (Collector, next: String?)? where Collector.Item == Delivery {
         try await readers.read { db in
             guard let (seq, name) = try db.queryOne(
                 "SELECT seq, name FROM subscriptions WHERE id = ?", [.text(subscriptionId)], map: { ($0.int(0), $0.text(1)) })
@@ -309,8 +335,14 @@ public final class TopicStore: Sendable {
                     row, offset: 3, subscriptionId: subscriptionId, subscriptionName: name, tenantId: row.text(0),
                     domain: row.text(1), eventId: row.text(2))
             }
-            let items = Array(rows.prefix(filter.limit))
-            return Page(items: items, next: rows.count > filter.limit ? items.last?.tenantId : nil)
+            var page = page
+            var last: String?
+            for delivery in rows.prefix(filter.limit) {
+                if page.isFull { return (page, last) }
+                page.add(delivery)
+                last = delivery.tenantId
+            }
+            return (page, rows.count > filter.limit ? last : nil)
         }
     }
 

@@ -115,6 +115,12 @@ final class ParserTests: XCTestCase {
             BadCase(name: "DEL in value", input: head("GET / HTTP/1.1", "Host: a", "X-A: a\u{7F}"), status: 400),
             BadCase(name: "bare CR in value", input: head("GET / HTTP/1.1", "Host: a", "X-A: a\rb"), status: 400),
             BadCase(name: "bare LF in value", input: head("GET / HTTP/1.1", "Host: a", "X-A: a\nb"), status: 400),
+            // Bare LF line ends: refused as soon as seen (no CRLF CRLF ever comes to end such a head).
+            BadCase(name: "bare LF line ends", input: bytes("GET / HTTP/1.1\nHost: a\n\n"), status: 400),
+            BadCase(name: "bare LF ending the head", input: bytes("GET / HTTP/1.1\r\nHost: a\n\n"), status: 400),
+            BadCase(name: "bare LF after the request line", input: bytes("GET / HTTP/1.1\nHost: a\r\n"), status: 400),
+            BadCase(name: "bare LF before the request line", input: bytes("\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"), status: 400),
+            BadCase(name: "bare LF after a leading CRLF", input: bytes("\r\n\nGET / HTTP/1.1\r\n"), status: 400),
             BadCase(name: "obs-fold with spaces", input: head("GET / HTTP/1.1", "Host: a", "X-A: a", "  b"), status: 400),
             BadCase(name: "obs-fold with tab", input: head("GET / HTTP/1.1", "Host: a", "X-A: a", "\tb"), status: 400),
             BadCase(name: "fold before first header", input: head("GET / HTTP/1.1", " Host: a"), status: 400),

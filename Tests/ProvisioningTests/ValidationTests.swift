@@ -52,6 +52,16 @@ final class ValidationTests: XCTestCase {
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "firstName": 1}}"#, "admin.firstName"),
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "lastName": {}}}"#, "admin.lastName"),
             (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "password": "x"}}"#, "admin.password"),
+            (#"{"domain": "127.0.0.1", \#(validAdmin)}"#, "domain"),
+            (#"{"domain": "acme.123", \#(validAdmin)}"#, "domain"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "u@x.com\r\nBcc: evil@x"}}"#, "admin.email"),
+            (#"{"domain": "acme.com", "admin": {"username": "ad\u0000min", "email": "a@b.c"}}"#, "admin.username"),
+            (#"{"domain": "acme.com", "admin": {"username": "\#(String(repeating: "u", count: 255))", "email": "a@b.c"}}"#, "admin.username"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@\#(String(repeating: "b", count: 900_000))"}}"#, "admin.email"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "firstName": "A\u007f"}}"#, "admin.firstName"),
+            (#"{"domain": "acme.com", "admin": {"username": "admin", "email": "a@b.c", "lastName": "L\u0085"}}"#, "admin.lastName"),
+            (#"{"domain": "acme.com", \#(validAdmin), "plan": "Demo\t"}"#, "plan"),
+            (#"{"domain": "acme.com", \#(validAdmin), "plan": "\#(String(repeating: "é", count: 255))"}"#, "plan"),
             (#"{"domain": "acme.com", \#(validAdmin), "plan": 3}"#, "plan"),
             (#"{"domain": "acme.com", \#(validAdmin), "attributes": "x"}"#, "attributes"),
             (#"{"domain": "acme.com", \#(validAdmin), "attributes": [1]}"#, "attributes"),
@@ -97,7 +107,12 @@ final class ValidationTests: XCTestCase {
         let longest = [String](repeating: String(repeating: "a", count: 63), count: 3).joined(separator: ".") + "." + String(repeating: "b", count: 61)
         XCTAssertEqual(longest.utf8.count, 253)
         XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "\#(longest)", \#(validAdmin)}"#)))
-        XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "1-2.3", \#(validAdmin)}"#)))
+        XCTAssertNoThrow(try TenantRequest.parse(bytes(#"{"domain": "1-2.3-4", \#(validAdmin)}"#)))
+        // 254 characters (code points, whatever their UTF-8 length) is the most for admin and plan strings.
+        let most = String(repeating: "é", count: 254)
+        let long = try TenantRequest.parse(bytes(
+            #"{"domain": "a.b", "admin": {"username": "\#(most)", "email": "@\#(most.dropFirst())", "firstName": "\#(most)", "lastName": "\#(most)"}, "plan": "\#(most)"}"#))
+        XCTAssertEqual(long.plan, most)
     }
 
     func testCanonicalFormIgnoresKeyOrderAndDomainCase() throws {
@@ -181,6 +196,29 @@ final class ValidationTests: XCTestCase {
 
         XCTAssertNoThrow(try SubscriptionRequest.parse(bytes(#"{"name": "a", "url": "HTTPS://x.example", "secret": "\#(Self.secret64)", "deliver": "new"}"#)))
         XCTAssertNoThrow(try SubscriptionRequest.parse(bytes(#"{"name": "\#(String(repeating: "p", count: 63))", "url": "http://[::1]:8080/"}"#)))
+    }
+
+    func testURLIsReadAsLibcurlReadsIt() {
+        // Refused: libcurl refuses them, or would connect elsewhere than they read.
+        for url in [
+            #"http://127.0.0.1:40001\@evil.example/bs"#, #"http://h.example/a\b"#,
+            "http://h.example:0/", "http://h.example:65536/", "http://h.example:99999/", "http://h.example:0080/",
+            "http:/h.example/", "http:///h.example/", "http://0x7f.1/", "http://h%2eexample/", "http://a@b@h.example/",
+            "http://[fe80::1%25eth0]/", "http://h.example:/x", "ftp://h.example/",
+        ] {
+            assertInvalid("url") { try SubscriptionRules.validateURL(url, field: "url") }
+        }
+        for url in ["http://h.example:1/", "https://h.example:65535/x?y#z", "http://[::1]:8080/", "http://u:p%40ss@h.example/", "HTTP://H.example"] {
+            XCTAssertNoThrow(try SubscriptionRules.validateURL(url, field: "url"), url)
+        }
+    }
+
+    func testURLPasswordIsMasked() {
+        XCTAssertEqual(SubscriptionRules.maskingPassword("http://u:p%40ss@h.example:8/x?a=b@c"), "http://u:***@h.example:8/x?a=b@c")
+        XCTAssertEqual(SubscriptionRules.maskingPassword("http://u:@h.example/"), "http://u:***@h.example/")
+        for unchanged in ["http://u@h.example/", "http://h.example:8/a:b@c", "https://h.example?x=u:p@q", "nonsense"] {
+            XCTAssertEqual(SubscriptionRules.maskingPassword(unchanged), unchanged)
+        }
     }
 
     // MARK: SubscriptionPatch

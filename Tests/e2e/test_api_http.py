@@ -163,6 +163,37 @@ def test_bearer_scheme_is_case_insensitive(shared_service):
     assert r.status_code == 200
 
 
+def test_two_authorization_headers_are_400(shared_service, ids):
+    """Two credentials are ambiguous (a proxy may check one, the server the other): refused,
+    whichever comes first, valid or not, and nothing changes."""
+    before = snapshot(shared_service)
+    good, bad = f"Authorization: Bearer {TOKEN}", "Authorization: Bearer wrong"
+    body = json.dumps(tenant_body("two-auth.example")).encode()
+    for first, second in [(good, bad), (bad, good), (good, good)]:
+        for method, path, extra in [("GET", "/tenants", []), ("GET", f"/subscriptions/{ids['sub']}", []),
+                                    ("POST", "/tenants", ["Content-Type: application/json", f"Content-Length: {len(body)}"])]:
+            data = head_bytes(method, path, first, second, *extra) + (body if method == "POST" else b"")
+            status, headers, doc = raw_exchange(shared_service.port, data)
+            assert status == 400, (method, path, first, second, status, doc)
+            assert headers["content-type"].startswith("application/problem+json")
+            assert "Authorization" in json.loads(doc)["detail"]
+    assert snapshot(shared_service) == before
+
+
+def test_bare_lf_head_is_answered_at_once(shared_service):
+    """A head with bare LF line ends gets a 400 right away, not the 408 of the
+    request timeout (10 s here) that an endless wait for CRLF CRLF ends in."""
+    for data in [b"GET /healthz HTTP/1.1\nHost: x\n\n",
+                 b"GET /healthz HTTP/1.1\r\nHost: x\n\n",
+                 b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n"]:
+        status, headers, body = raw_exchange(shared_service.port, data, read_timeout=60)
+        assert status == 400, (data, status, body)
+        assert headers["content-type"].startswith("application/problem+json")
+    # CRLF heads still work on a new connection.
+    status, _, _ = raw_exchange(shared_service.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200
+
+
 # --- routing errors ------------------------------------------------------------------------
 
 def test_unknown_paths_are_404(shared_service, ids):

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from conftest import DEAD_URLS, all_tenants, assert_problem, assert_rejected_unchanged, tenant_body, wait_until
+from receivers import FAST, provisiond, receivers  # noqa: F401 (fixtures)
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 ITEM_FIELDS = {"tenantId", "domain", "eventId", "state", "attempts", "lastAttemptAt", "lastStatus",
@@ -99,6 +100,10 @@ def test_valid_names_and_urls(api_service):
         ("0", "https://example.com"),
         ("a-b_c-9", "http://localhost:8080/hooks?env=dev"),
         ("a" * 63, "HTTPS://Example.COM/path"),
+        ("ports", "http://127.0.0.1:1/lowest"),
+        ("portmax", "http://127.0.0.1:65535/highest"),
+        ("ipv6", "http://[::1]:9/x"),
+        ("user", "http://ops@127.0.0.1:9/x"),
     ]:
         sub = create(api_service, name, url)
         assert sub["name"] == name and sub["url"] == url
@@ -148,6 +153,18 @@ INVALID = [
     ("url mailto", valid_sub(url="mailto:ops@example.com"), "url"),
     ("url with space", valid_sub(url="http://exa mple.com/"), "url"),
     ("url scheme only", valid_sub(url="https:"), "url"),
+    # libcurl reads this host as evil.example (user 127.0.0.1, password 40001 and a backslash).
+    ("url backslash before @", valid_sub(url="http://127.0.0.1:40001\\@evil.example/bs"), "url"),
+    ("url backslash in path", valid_sub(url="http://127.0.0.1:9/a\\b"), "url"),
+    ("url port 0", valid_sub(url="http://127.0.0.1:0/x"), "url"),
+    ("url port 99999", valid_sub(url="http://127.0.0.1:99999/x"), "url"),
+    ("url port 65536", valid_sub(url="http://127.0.0.1:65536/x"), "url"),
+    # Hosts curl reads differently from how they are written.
+    ("url hex ip", valid_sub(url="http://0x7f.1:9/x"), "url"),
+    ("url one slash", valid_sub(url="http:/127.0.0.1:9/x"), "url"),
+    ("url three slashes", valid_sub(url="http:///127.0.0.1:9/x"), "url"),
+    ("url encoded host", valid_sub(url="http://exa%6dple.com/x"), "url"),
+    ("url two @", valid_sub(url="http://a@b@127.0.0.1:9/x"), "url"),
     ("secret number", valid_sub(secret=5), "secret"),
     ("secret empty", valid_sub(secret=""), "secret"),
     ("secret no prefix", valid_sub(secret=base64.b64encode(b"k" * 32).decode()), "secret"),
@@ -220,6 +237,9 @@ PATCH_INVALID = [
     ("url relative", {"url": "/x"}, "url"),
     ("url number", {"url": 5}, "url"),
     ("url with valid paused", {"url": "nope", "paused": True}, "url"),
+    ("url backslash before @", {"url": "http://127.0.0.1:40001\\@evil.example/bs"}, "url"),
+    ("url port 0", {"url": "http://127.0.0.1:0/x"}, "url"),
+    ("url port 99999", {"url": "http://127.0.0.1:99999/x"}, "url"),
 ]
 
 
@@ -465,3 +485,26 @@ def test_deliver_all_racing_with_new_tenants_gives_one_delivery_each(api_service
     assert total(s.get(api_service.url + f"/subscriptions/{sub['id']}").json()["counts"]) == 100
     for t in all_tenants(s, api_service.url):
         assert [d["subscriptionId"] for d in t["deliveries"]] == [sub["id"]], t["domain"]
+
+
+def test_url_password_is_masked_on_every_read_and_sent_as_basic_auth(provisiond, receivers):
+    """A password in the URL goes to the receiver as Basic auth and is never shown back: every
+    read of the subscription (201, GET, list, PATCH) shows *** in its place."""
+    hub = provisiond(*FAST)
+    rx = receivers("basic")
+    url = f"http://ops:s3cr%40t-pw@127.0.0.1:{rx.port}/hooks/basic?x=1"
+    shown = f"http://ops:***@127.0.0.1:{rx.port}/hooks/basic?x=1"
+    created = hub.subscribe("basic", url)
+    assert created["url"] == shown
+    assert hub.subscription(created["id"])["url"] == shown
+    assert [x["url"] for x in hub.session.get(hub.url + "/subscriptions").json()["items"]] == [shown]
+    assert hub.patch(created["id"], paused=True)["url"] == shown
+    moved = hub.patch(created["id"], url=url.replace("/hooks/basic", "/hooks/moved"), paused=False)
+    assert moved["url"] == shown.replace("/hooks/basic", "/hooks/moved")
+    for answer in (created, moved):
+        assert "s3cr" not in str(answer)
+
+    hub.create_tenant("basic-auth.example.com")
+    (record,) = rx.wait_for_requests(1)[:1]
+    assert record.path == "/hooks/moved?x=1"
+    assert record.headers["authorization"] == "Basic " + base64.b64encode(b"ops:s3cr@t-pw").decode()

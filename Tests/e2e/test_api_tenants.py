@@ -76,6 +76,15 @@ def test_optional_fields_may_be_absent(api_service):
     assert t["status"] == "provisioned"
 
 
+def test_admin_and_plan_strings_of_254_characters_are_kept(api_service):
+    """254 characters (counted as code points, not bytes) and non-ASCII letters are fine."""
+    admin = {"username": "\u00e9" * 254, "email": "u@" + "x" * 252, "firstName": "Zo\u00eb \u5c71\u7530",
+             "lastName": "L" * 254}
+    r = post_tenant(api_service, {"domain": "long-fields.example", "admin": admin, "plan": "\U0001F600" * 254})
+    assert r.status_code == 202, r.text
+    assert r.json()["admin"] == admin and r.json()["plan"] == "\U0001F600" * 254
+
+
 def test_domain_is_stored_lowercase(api_service):
     r = post_tenant(api_service, tenant_body("MiXeD-Case.Example.COM"))
     assert r.status_code == 202, r.text
@@ -87,14 +96,16 @@ def test_domain_is_stored_lowercase(api_service):
 
 @pytest.mark.parametrize("domain", [
     "a.b",
-    "123.45",
+    "123.a45",
+    "1.2.3.x4",
     "xn--bcher-kva.example",
     "a-b-c.d-e.f",
     ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61]),  # exactly 253
     "x" * 63 + ".com",
 ])
 def test_valid_domains(shared_service, domain):
-    r = post_tenant(shared_service, tenant_body(domain))
+    # admin@<domain> would pass the 254 characters an e-mail may have.
+    r = post_tenant(shared_service, tenant_body(domain, admin={"username": "admin", "email": "admin@v.example"}))
     assert r.status_code == 202, r.text
     assert r.json()["domain"] == domain
 
@@ -135,6 +146,8 @@ INVALID = [
     ("fullwidth letter", {"domain": "\uff41cme.com", "admin": with_admin()}, "domain"),
     ("254 chars", {"domain": ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 62]), "admin": with_admin()}, "domain"),
     ("label of 64", {"domain": "x" * 64 + ".com", "admin": with_admin()}, "domain"),
+    ("ip address", {"domain": "127.0.0.1", "admin": with_admin()}, "domain"),
+    ("numeric last label", {"domain": "acme.123", "admin": with_admin()}, "domain"),
     ("missing admin", {"domain": "v.example"}, "admin"),
     ("admin string", {"domain": "v.example", "admin": "x"}, "admin"),
     ("admin array", {"domain": "v.example", "admin": []}, "admin"),
@@ -146,6 +159,17 @@ INVALID = [
     ("email without at", {"domain": "v.example", "admin": with_admin(email="admin.v.example")}, "admin.email"),
     ("email empty", {"domain": "v.example", "admin": with_admin(email="")}, "admin.email"),
     ("email number", {"domain": "v.example", "admin": with_admin(email=5)}, "admin.email"),
+    ("email with CRLF", {"domain": "v.example", "admin": with_admin(email="u@x.com\r\nBcc: evil@x")}, "admin.email"),
+    ("email of 255", {"domain": "v.example", "admin": with_admin(email="u@" + "x" * 253)}, "admin.email"),
+    ("email of 900 KB", {"domain": "v.example", "admin": with_admin(email="u@" + "x" * 900_000)}, "admin.email"),
+    ("username with NUL", {"domain": "v.example", "admin": with_admin(username="ad\u0000min")}, "admin.username"),
+    ("username of 255", {"domain": "v.example", "admin": with_admin(username="a" * 255)}, "admin.username"),
+    ("firstName with tab", {"domain": "v.example", "admin": with_admin(firstName="Ada\tX")}, "admin.firstName"),
+    ("firstName with DEL", {"domain": "v.example", "admin": with_admin(firstName="Ada\u007f")}, "admin.firstName"),
+    ("lastName with C1 NEL", {"domain": "v.example", "admin": with_admin(lastName="Love\u0085lace")}, "admin.lastName"),
+    ("lastName of 255", {"domain": "v.example", "admin": with_admin(lastName="\u00e9" * 255)}, "admin.lastName"),
+    ("plan with LF", {"domain": "v.example", "admin": with_admin(), "plan": "Demo\nX-Evil: 1"}, "plan"),
+    ("plan of 255", {"domain": "v.example", "admin": with_admin(), "plan": "p" * 255}, "plan"),
     ("firstName number", {"domain": "v.example", "admin": with_admin(firstName=5)}, "admin.firstName"),
     ("lastName array", {"domain": "v.example", "admin": with_admin(lastName=[])}, "admin.lastName"),
     ("unknown admin field", {"domain": "v.example", "admin": with_admin(role="root")}, "admin.role"),
@@ -291,6 +315,33 @@ def test_pagination_has_no_repeats_and_no_gaps(api_service):
     # The default limit covers them all.
     page = s.get(api_service.url + "/tenants").json()
     assert [t["id"] for t in page["items"]] == created and page["next"] is None
+
+
+def test_page_of_large_tenants_ends_near_one_mib_and_next_goes_on(api_service):
+    """Six tenants of 400 KiB: a page asked for 100 ends once it holds about 1 MiB (three of
+    them), never empty, and following `next` yields every tenant exactly once, in order."""
+    s = api_service.api()
+    created = []
+    for i in range(6):
+        r = s.post(api_service.url + "/tenants", json=tenant_body(f"large{i}.example", attributes={"pad": "x" * (400 << 10)}))
+        assert r.status_code == 202, r.text[:300]
+        created.append(r.json()["id"])
+    seen, sizes, after = [], [], None
+    for _ in range(10):
+        params = {"limit": 100} | ({"after": after} if after else {})
+        r = s.get(api_service.url + "/tenants", params=params)
+        assert r.status_code == 200, r.text[:300]
+        page = r.json()
+        assert page["items"], "a page is never empty while more exist"
+        assert len(r.content) < (1 << 20) + (450 << 10), "at most about 1 MiB and the item that crossed it"
+        sizes.append(len(page["items"]))
+        seen += [t["id"] for t in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+        assert after == seen[-1]
+    assert sizes == [3, 3]
+    assert seen == created
 
 
 def test_default_limit_is_100(api_service):
