@@ -355,7 +355,7 @@ public final class Dispatcher: @unchecked Sendable {
     private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Breaker.Transition? {
         let target = targets[attempt.subscriptionSeq]
         let name = target?.name ?? "deleted"
-        let url = target.map { SubscriptionURL.masked($0.url) } ?? "-"
+        let url = target.map { SubscriptionRules.maskingPassword($0.url) } ?? "-"
         guard var state = subscriptions[attempt.subscriptionSeq] else { return nil }
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
