@@ -1,4 +1,5 @@
 import Foundation
+import HTTPServer
 
 /// What the dispatcher reads and writes: the work queue kept in SQLite. The
 /// dispatcher claims due deliveries in batches and never holds the backlog
@@ -17,14 +18,19 @@ struct SubscriptionTarget: Sendable, Equatable {
 struct DueDelivery: Sendable {
     let seq: Int64
     let attempts: Int
+    let eventSeq: Int64
     let eventId: String
-    let domain: String
+    let type: String
+    /// The order key; nil for an operational event.
+    let domain: String?
+    let tenantId: String?
     let payload: [UInt8]
     let createdAt: Int64
 }
 
 struct AttemptOutcome: Sendable {
-    let deliverySeq: Int64
+    let subscriptionSeq: Int64
+    let delivery: DueDelivery
     let delivered: Bool
     /// On failure: delivery gave up (max attempts reached).
     let failed: Bool
@@ -57,10 +63,10 @@ extension TopicStore {
     /// Due deliveries of one subscription, oldest first (index deliveries_due).
     static let dueSQL =
         "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
-    /// One delivery with its event (both primary keys).
+    /// One delivery with its event and tenant (primary keys).
     static let deliverySQL = """
-        SELECT d.seq, d.attempts, t.event_id, t.domain, t.payload, t.created_at
-        FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
+        SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
+        FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
         """
 
     /// Up to `limit` due deliveries of one subscription, oldest first, not
@@ -74,8 +80,8 @@ extension TopicStore {
         return try seqs.compactMap { seq in
             try db.queryOne(deliverySQL, [.integer(seq)]) { row in
                 DueDelivery(
-                    seq: row.int(0), attempts: Int(row.int(1)), eventId: row.text(2), domain: row.text(3), payload: row.blob(4),
-                    createdAt: row.int(5))
+                    seq: row.int(0), attempts: Int(row.int(1)), eventSeq: row.int(2), eventId: row.text(3), type: row.text(4),
+                    domain: row.optionalText(5), tenantId: row.optionalText(6), payload: row.blob(7), createdAt: row.int(8))
             }
         }
     }
@@ -87,18 +93,20 @@ extension TopicStore {
             [.integer(subscription), .integer(now)], map: { $0.optionalInt(0) }) ?? nil
     }
 
-    /// Writes attempt outcomes in one group, with the breakers they changed.
-    /// A delivery no longer pending
-    /// (its subscription deleted, or requeued meanwhile) is left alone.
-    /// `backlogDueNow`: subscriptions that just came back up. Their pending
-    /// deliveries that were backed off during the outage are due at once
-    /// rather than after a backoff that may be as long as --retry-max.
-    func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], backlogDueNow: [Int64], now: Int64,
-                completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
+    /// Writes attempt outcomes in one group, with the breakers they changed
+    /// and the operational events they caused. A delivery no longer pending
+    /// (its subscription deleted, or requeued meanwhile) is left alone. An
+    /// acknowledgement makes the next event of its (subscription, domain)
+    /// line due, in the same transaction. `backlogDueNow`: subscriptions that
+    /// just came back up. Their pending deliveries that were backed off during
+    /// the outage are due at once rather than after a backoff that may be as
+    /// long as --retry-max.
+    func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], operational: [OperationalEvent],
+                backlogDueNow: [Int64], now: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
             for outcome in outcomes {
                 let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
-                try db.run(
+                let changed = try db.run(
                     """
                     UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
                         last_error = ?, next_attempt_at = ?, delivered_at = ?
@@ -106,7 +114,11 @@ extension TopicStore {
                     """,
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
-                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.deliverySeq)])
+                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)])
+                if changed > 0, outcome.delivered, let domain = outcome.delivery.domain {
+                    try db.run(TopicStore.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
+                                                           .integer(outcome.delivery.eventSeq)])
+                }
             }
             for (subscription, breaker) in breakers {
                 try db.run(
@@ -120,6 +132,45 @@ extension TopicStore {
                     "UPDATE deliveries SET next_attempt_at = ? WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
                     [.integer(now), .integer(subscription), .integer(now)])
             }
+            for event in operational { try TopicStore.publish(db, event, now: now) }
         }, completion: completion)
     }
+
+    /// The next unacknowledged event of a (subscription, domain) line after
+    /// the one just acknowledged becomes due, if it was waiting (index deliveries_line).
+    static let releaseNextSQL = """
+        UPDATE deliveries SET next_attempt_at = ?1
+        WHERE seq = (SELECT seq FROM deliveries WHERE subscription_seq = ?2 AND domain = ?3 AND state != 1 AND event_seq > ?4
+                     ORDER BY event_seq LIMIT 1)
+          AND state = 0 AND next_attempt_at IS NULL
+        """
+
+    /// An operational event: stored, then delivered to every subscription
+    /// that lists its type except the one it is about.
+    static func publish(_ db: SQLiteConnection, _ event: OperationalEvent, now: Int64) throws {
+        var data = event.data
+        if event.withBacklog {
+            let backlog = try db.queryOne(
+                "SELECT count(*) FROM deliveries WHERE subscription_seq = ? AND state = 0", [.integer(event.subscriptionSeq)],
+                map: { $0.int(0) }) ?? 0
+            data.append(("backlog", .int(Int(backlog))))
+        }
+        let payload = JSON.object([
+            ("type", .string(event.type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", .object(data)),
+        ]).serialized()
+        try db.run(
+            "INSERT INTO events (id, type, payload, created_at) VALUES (?, ?, ?, ?)",
+            [.text(RandomToken.identifier("evt")), .text(event.type.rawValue), .blob(payload), .integer(now)])
+        try createDeliveries(
+            db, eventSeq: db.lastInsertRowID, type: event.type, tenantSeq: nil, domain: nil, now: now, except: event.subscriptionSeq)
+    }
+}
+
+/// `delivery.failed`, `subscription.down` or `subscription.recovered`, about one subscription.
+struct OperationalEvent: Sendable {
+    let type: EventType
+    let subscriptionSeq: Int64
+    let data: [(String, JSON)]
+    /// Add the subscription's pending deliveries, counted when it is written.
+    var withBacklog = false
 }

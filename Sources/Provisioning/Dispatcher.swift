@@ -40,6 +40,7 @@ public final class Dispatcher: @unchecked Sendable {
     private struct Unrecorded {
         let outcomes: [AttemptOutcome]
         let breakers: [(Int64, Breaker)]
+        let operational: [OperationalEvent]
         let backlogDueNow: [Int64]
         let keys: [(subscription: Int64, delivery: Int64)]
         let notBefore: Int64
@@ -270,6 +271,7 @@ public final class Dispatcher: @unchecked Sendable {
         var outcomes: [AttemptOutcome] = []
         var keys: [(subscription: Int64, delivery: Int64)] = []
         var reopened: [Int64] = []
+        var operational: [OperationalEvent] = []
         var changed = Set<Int64>()
         for (easy, code) in finished {
             guard let attempt = attempts.removeValue(forKey: easy) else { continue }
@@ -278,21 +280,25 @@ public final class Dispatcher: @unchecked Sendable {
             outcomes.append(outcome)
             keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
             changed.insert(attempt.subscriptionSeq)
-            if case .recovered? = account(outcome, retryAfter: retryAfter, attempt: attempt, now: now) {
-                reopened.append(attempt.subscriptionSeq)
-            }
+            let transition = account(outcome, retryAfter: retryAfter, attempt: attempt, now: now)
+            if case .recovered? = transition { reopened.append(attempt.subscriptionSeq) }
+            operational += operationalEvents(outcome, transition: transition, now: now)
         }
         guard !outcomes.isEmpty else { return }
         awaitingCommit += keys.count
         let breakers = changed.compactMap { seq in subscriptions[seq].map { (seq, $0.breaker) } }
-        record(Unrecorded(outcomes: outcomes, breakers: breakers, backlogDueNow: reopened, keys: keys, notBefore: now))
+        record(Unrecorded(
+            outcomes: outcomes, breakers: breakers, operational: operational, backlogDueNow: reopened, keys: keys, notBefore: now))
     }
 
     /// Outcomes waiting to be written again, on the dispatcher thread.
     private var unrecorded: [Unrecorded] = []
 
     private func record(_ batch: Unrecorded) {
-        store.record(batch.outcomes, breakers: batch.breakers, backlogDueNow: batch.backlogDueNow, now: batch.notBefore) { [self] result in
+        store.record(
+            batch.outcomes, breakers: batch.breakers, operational: batch.operational, backlogDueNow: batch.backlogDueNow,
+            now: batch.notBefore
+        ) { [self] result in
             switch result {
             case .success:
                 inbox.withLock { $0.committed.append(contentsOf: batch.keys) }
@@ -301,8 +307,8 @@ public final class Dispatcher: @unchecked Sendable {
                 // so nothing is resent before its outcome is on record.
                 logger.error("could not record \(batch.keys.count) delivery outcomes yet, writing them again in 1s: \(error)")
                 let again = Unrecorded(
-                    outcomes: batch.outcomes, breakers: batch.breakers, backlogDueNow: batch.backlogDueNow,
-                    keys: batch.keys, notBefore: WallClock.nowMillis() + 1000)
+                    outcomes: batch.outcomes, breakers: batch.breakers, operational: batch.operational,
+                    backlogDueNow: batch.backlogDueNow, keys: batch.keys, notBefore: WallClock.nowMillis() + 1000)
                 inbox.withLock { $0.unrecorded.append(again) }
             }
             curl.wakeup()
@@ -325,7 +331,7 @@ public final class Dispatcher: @unchecked Sendable {
         let delivered = code == CURLE_OK && status.map { (200..<300).contains($0) } == true
         if delivered {
             let outcome = AttemptOutcome(
-                deliverySeq: attempt.delivery.seq, delivered: true, failed: false, attemptedAt: attempt.startedAt,
+                subscriptionSeq: attempt.subscriptionSeq, delivery: attempt.delivery, delivered: true, failed: false, attemptedAt: attempt.startedAt,
                 status: status, error: nil, nextAttemptAt: nil)
             return (outcome, nil)
         }
@@ -345,10 +351,43 @@ public final class Dispatcher: @unchecked Sendable {
         let attemptsSoFar = attempt.delivery.attempts + 1
         let exhausted = settings.policy.isExhausted(attempts: attemptsSoFar)
         let outcome = AttemptOutcome(
-            deliverySeq: attempt.delivery.seq, delivered: false, failed: exhausted, attemptedAt: attempt.startedAt,
+            subscriptionSeq: attempt.subscriptionSeq, delivery: attempt.delivery, delivered: false, failed: exhausted, attemptedAt: attempt.startedAt,
             status: status, error: error,
             nextAttemptAt: exhausted ? nil : now + settings.policy.delayMillis(failures: attemptsSoFar, retryAfterMillis: retryAfter))
         return (outcome, retryAfter)
+    }
+
+    /// What an outcome tells operators who subscribed to operational events:
+    /// a delivery that gave up, a subscription that went down or came back.
+    /// Each happens once, written with the outcome and breaker that cause it.
+    private func operationalEvents(_ outcome: AttemptOutcome, transition: Breaker.Transition?, now: Int64) -> [OperationalEvent] {
+        guard let target = targets[outcome.subscriptionSeq] else { return [] }
+        let subject: [(String, JSON)] = [("subscriptionId", .string(target.id)), ("subscription", .string(target.name))]
+        var events: [OperationalEvent] = []
+        // Not for an operational event's own delivery: two alerting hooks that are
+        // both down would otherwise report each other's failures without end.
+        if outcome.failed, outcome.delivery.domain != nil {
+            events.append(OperationalEvent(type: .deliveryFailed, subscriptionSeq: target.seq, data: subject + [
+                ("tenantId", .optional(outcome.delivery.tenantId)), ("domain", .optional(outcome.delivery.domain)),
+                ("eventId", .string(outcome.delivery.eventId)), ("type", .string(outcome.delivery.type)),
+                ("attempts", .int(outcome.delivery.attempts + 1)), ("lastStatus", .optional(outcome.status)),
+                ("lastError", .optional(outcome.error)),
+            ]))
+        }
+        switch transition {
+        case .wentDown?:
+            events.append(OperationalEvent(type: .subscriptionDown, subscriptionSeq: target.seq, data: subject + [
+                ("url", .string(SubscriptionRules.maskingPassword(target.url))), ("since", .string(WallClock.rfc3339(now))),
+                ("lastStatus", .optional(outcome.status)), ("lastError", .optional(outcome.error)),
+            ], withBacklog: true))
+        case .recovered(let downMillis)?:
+            events.append(OperationalEvent(type: .subscriptionRecovered, subscriptionSeq: target.seq, data: subject + [
+                ("downSeconds", .int(Int(downMillis / 1000))),
+            ], withBacklog: true))
+        case nil:
+            break
+        }
+        return events
     }
 
     /// Updates the breaker, the metrics and the log; returns the breaker's transition.
@@ -369,9 +408,10 @@ public final class Dispatcher: @unchecked Sendable {
             return transition
         }
         let error = outcome.error ?? "failed"
-        logger.debug("attempt to subscription \(name) (\(url)) failed for \(attempt.delivery.domain), event \(attempt.delivery.eventId): \(error)")
+        let about = attempt.delivery.domain.map { "tenant \($0)" } ?? attempt.delivery.type
+        logger.debug("attempt to subscription \(name) (\(url)) failed for \(about), event \(attempt.delivery.eventId): \(error)")
         if outcome.failed {
-            logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: tenant \(attempt.delivery.domain), event \(attempt.delivery.eventId), last error: \(error)")
+            logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: \(about), event \(attempt.delivery.eventId), last error: \(error)")
         }
         metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
         let transition = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)

@@ -38,9 +38,11 @@ public enum TenantStatus: String, Sendable, CaseIterable {
 public struct Delivery: Sendable {
     public var subscriptionId: String
     public var subscriptionName: String
-    public var tenantId: String
-    public var domain: String
+    /// Nil for an operational event's delivery.
+    public var tenantId: String?
+    public var domain: String?
     public var eventId: String
+    public var type: String
     public var state: DeliveryState
     public var attempts: Int
     public var lastAttemptAt: Int64?
@@ -48,12 +50,16 @@ public struct Delivery: Sendable {
     public var lastError: String?
     public var nextAttemptAt: Int64?
     public var deliveredAt: Int64?
+    /// The event this one waits behind (its domain's oldest unacknowledged one).
+    public var blockedBy: String?
 }
 
 public struct Tenant: Sendable {
     public var id: String
-    /// The webhook `data` object: id, domain, admin, plan, attributes, createdAt.
+    /// The webhook `data` object: id, domain, admin, plan, attributes, active,
+    /// version, createdAt, updatedAt, deletedAt.
     public var data: JSON
+    public var deletedAt: Int64?
     public var deliveries: [Delivery]
 
     public var status: TenantStatus { TenantStatus(deliveries: deliveries.map(\.state)) }
@@ -73,6 +79,7 @@ public struct Subscription: Sendable {
     public var deliver: String
     public var paused: Bool
     public var createdAt: Int64
+    public var events: [EventType]
     public var counts: DeliveryCounts
 }
 

@@ -79,6 +79,23 @@ struct ProvisioningAPI: Sendable {
                 return .json(200, Representation.tenant(tenant))
             }
         }
+        router.patch("/tenants/{id}") { request in
+            await handle { try await changeTenant(request, .update(try TenantPatch.parse(request.body))) }
+        }
+        router.post("/tenants/{id}/deactivate") { request in await handle { try await changeTenant(request, .deactivate) } }
+        router.post("/tenants/{id}/activate") { request in await handle { try await changeTenant(request, .activate) } }
+        router.delete("/tenants/{id}") { request in await handle { try await changeTenant(request, .delete) } }
+        router.get("/tenants/{id}/events") { request in
+            await handle {
+                let id = request.pathParameters["id"]!
+                guard let page = try await store.events(
+                    tenantId: id, limit: try ProvisioningAPI.limit(request), after: ProvisioningAPI.cursor(request))
+                else { return .problem(404, detail: "id: no tenant \(id)") }
+                return .json(200, .object([
+                    ("items", .array(page.items.map(Representation.event))), ("next", .optional(page.next)),
+                ]))
+            }
+        }
         router.post("/subscriptions") { request in await handle { try await createSubscription(request) } }
         router.get("/subscriptions") { _ in
             await handle {
@@ -166,11 +183,34 @@ struct ProvisioningAPI: Sendable {
         }
     }
 
+    /// A change after creation: 202 with its event committed, 200 when it
+    /// changes nothing, 409 once the tenant is deleted.
+    private func changeTenant(_ request: HTTPRequest, _ change: TenantChange) async throws -> HTTPResponse {
+        let id = request.pathParameters["id"]!
+        switch try await store.change(tenantId: id, change) {
+        case .changed(let tenant):
+            deliveriesCreated()
+            return .json(202, Representation.tenant(tenant))
+        case .unchanged(let tenant):
+            return .json(200, Representation.tenant(tenant))
+        case .deleted(let tenant):
+            return .problem(409, detail: "id: tenant \(id) (\(tenant.data["domain"]?.stringValue ?? "")) is deleted and takes no more changes")
+        case .notFound:
+            return .problem(404, detail: "id: no tenant \(id)")
+        }
+    }
+
     private func listTenants(_ request: HTTPRequest) async throws -> HTTPResponse {
         var filter = TopicStore.TenantFilter()
         filter.limit = try ProvisioningAPI.limit(request)
         filter.after = ProvisioningAPI.cursor(request)
         filter.domain = request.queryValue("domain")
+        if let deleted = request.queryValue("deleted") {
+            guard deleted == "true" || deleted == "false" else {
+                throw InvalidRequest(field: "deleted", message: "must be true or false")
+            }
+            filter.deleted = deleted == "true"
+        }
         if let status = request.queryValue("status") {
             guard let parsed = TenantStatus(rawValue: status) else {
                 throw InvalidRequest(field: "status", message: "must be pending, provisioned or failed")

@@ -11,6 +11,8 @@ enum Representation {
             .object([
                 ("subscriptionId", .string(delivery.subscriptionId)),
                 ("subscription", .string(delivery.subscriptionName)),
+                ("eventId", .string(delivery.eventId)),
+                ("type", .string(delivery.type)),
             ] + deliveryState(delivery))
         })))
         return .object(members)
@@ -18,9 +20,10 @@ enum Representation {
 
     static func deliveryItem(_ delivery: Delivery) -> JSON {
         .object([
-            ("tenantId", .string(delivery.tenantId)),
-            ("domain", .string(delivery.domain)),
+            ("tenantId", .optional(delivery.tenantId)),
+            ("domain", .optional(delivery.domain)),
             ("eventId", .string(delivery.eventId)),
+            ("type", .string(delivery.type)),
         ] + deliveryState(delivery))
     }
 
@@ -33,7 +36,15 @@ enum Representation {
             ("lastError", .optional(delivery.lastError)),
             ("nextAttemptAt", time(delivery.nextAttemptAt)),
             ("deliveredAt", time(delivery.deliveredAt)),
+            ("blockedBy", .optional(delivery.blockedBy)),
         ]
+    }
+
+    static func event(_ event: TenantEvent) -> JSON {
+        .object([
+            ("id", .string(event.id)), ("type", .string(event.type)), ("version", .int(event.version)),
+            ("createdAt", time(event.createdAt)),
+        ])
     }
 
     static func subscription(_ subscription: Subscription, secret: String? = nil) -> JSON {
@@ -42,6 +53,7 @@ enum Representation {
             ("name", .string(subscription.name)),
             ("url", .string(SubscriptionRules.maskingPassword(subscription.url))),
             ("deliver", .string(subscription.deliver)),
+            ("events", .array(subscription.events.map { .string($0.rawValue) })),
             ("paused", .bool(subscription.paused)),
             ("createdAt", time(subscription.createdAt)),
             ("counts", .object([

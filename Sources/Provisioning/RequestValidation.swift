@@ -106,24 +106,53 @@ public struct TenantRequest: Sendable {
         let domain = DomainName.lowercased(try reader.string("domain", required: true)!)
         try DomainName.validate(domain)
 
-        let adminReader = try reader.object("admin", required: true)!
-        try adminReader.rejectUnknown(allowed: ["username", "email", "firstName", "lastName"])
-        let username = try adminReader.shortText("username", required: true)!
-        guard !username.isEmpty else { throw InvalidRequest(field: "admin.username", message: "must not be empty") }
-        let email = try adminReader.shortText("email", required: true)!
-        guard email.contains("@") else { throw InvalidRequest(field: "admin.email", message: "must contain @") }
-        var admin: [(String, JSON)] = [("username", .string(username)), ("email", .string(email))]
-        if let first = try adminReader.shortText("firstName", required: false) { admin.append(("firstName", .string(first))) }
-        if let last = try adminReader.shortText("lastName", required: false) { admin.append(("lastName", .string(last))) }
-
+        let admin = try TenantRequest.admin(try reader.object("admin", required: true)!)
         let plan = try reader.shortText("plan", required: false)
         let attributes = try reader.object("attributes", required: false).map { JSON.object($0.members) } ?? .object([])
 
         let canonical = JSON.object([
-            ("domain", .string(domain)), ("admin", .object(admin)),
+            ("domain", .string(domain)), ("admin", admin),
             ("plan", .optional(plan)), ("attributes", attributes),
         ]).canonical.text
-        return TenantRequest(domain: domain, admin: .object(admin), plan: plan, attributes: attributes, canonical: canonical)
+        return TenantRequest(domain: domain, admin: admin, plan: plan, attributes: attributes, canonical: canonical)
+    }
+
+    /// The admin object, the same at creation and in a PATCH (only the known fields).
+    static func admin(_ reader: ObjectReader) throws(InvalidRequest) -> JSON {
+        try reader.rejectUnknown(allowed: ["username", "email", "firstName", "lastName"])
+        let username = try reader.shortText("username", required: true)!
+        guard !username.isEmpty else { throw InvalidRequest(field: "admin.username", message: "must not be empty") }
+        let email = try reader.shortText("email", required: true)!
+        guard email.contains("@") else { throw InvalidRequest(field: "admin.email", message: "must contain @") }
+        var admin: [(String, JSON)] = [("username", .string(username)), ("email", .string(email))]
+        if let first = try reader.shortText("firstName", required: false) { admin.append(("firstName", .string(first))) }
+        if let last = try reader.shortText("lastName", required: false) { admin.append(("lastName", .string(last))) }
+        return .object(admin)
+    }
+}
+
+/// A validated `PATCH /tenants/{id}` body: each field given replaces the
+/// tenant's whole value; null is refused (it could be read as "remove").
+public struct TenantPatch: Sendable {
+    public var admin: JSON?
+    /// Set when `plan` was given.
+    public var plan: String??
+    public var attributes: JSON?
+
+    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantPatch {
+        let reader = try ObjectReader.body(body)
+        try reader.rejectUnknown(
+            allowed: ["admin", "plan", "attributes"],
+            readOnly: ["id", "domain", "active", "version", "createdAt", "updatedAt", "deletedAt", "status", "deliveries"])
+        var patch = TenantPatch()
+        if let admin = try reader.object("admin", required: false) { patch.admin = try TenantRequest.admin(admin) }
+        if let plan = try reader.shortText("plan", required: false) { patch.plan = .some(plan) }
+        patch.attributes = try reader.object("attributes", required: false).map { JSON.object($0.members) }
+        return patch
+    }
+
+    func applied(to fields: TenantFields) -> TenantFields {
+        TenantFields(admin: admin ?? fields.admin, plan: plan ?? fields.plan, attributes: attributes ?? fields.attributes)
     }
 }
 
@@ -163,11 +192,12 @@ public struct SubscriptionRequest: Sendable {
     public var url: String
     public var secret: String?
     public var deliverAll: Bool
+    public var events: [EventType]
 
     public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionRequest {
         var reader = try ObjectReader.body(body)
         reader.nullIsAbsent = true
-        try reader.rejectUnknown(allowed: ["name", "url", "secret", "deliver"])
+        try reader.rejectUnknown(allowed: ["name", "url", "secret", "deliver", "events"])
         let name = try reader.string("name", required: true)!
         try SubscriptionRules.validateName(name)
         let url = try reader.string("url", required: true)!
@@ -178,7 +208,8 @@ public struct SubscriptionRequest: Sendable {
         guard deliver == "new" || deliver == "all" else {
             throw InvalidRequest(field: "deliver", message: "must be \"new\" or \"all\"")
         }
-        return SubscriptionRequest(name: name, url: url, secret: secret, deliverAll: deliver == "all")
+        let events = try SubscriptionRules.events(reader) ?? EventType.tenantTypes
+        return SubscriptionRequest(name: name, url: url, secret: secret, deliverAll: deliver == "all", events: events)
     }
 }
 
@@ -186,21 +217,44 @@ public struct SubscriptionRequest: Sendable {
 public struct SubscriptionPatch: Sendable {
     public var url: String?
     public var paused: Bool?
+    public var events: [EventType]?
 
     public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionPatch {
         let reader = try ObjectReader.body(body)
-        try reader.rejectUnknown(allowed: ["url", "paused"], readOnly: ["id", "name", "secret", "deliver", "createdAt", "counts"])
+        try reader.rejectUnknown(
+            allowed: ["url", "paused", "events"],
+            readOnly: ["id", "name", "secret", "deliver", "createdAt", "counts", "state", "oldestPendingAt", "lastAttemptAt",
+                       "lastSuccessAt", "lastStatus", "lastError"])
         let url = try reader.string("url", required: false)
         if let url { try SubscriptionRules.validateURL(url, field: "url") }
         let paused = try reader.bool("paused")
-        guard url != nil || paused != nil else {
-            throw InvalidRequest(field: "body", message: "nothing to change: give url or paused")
+        let events = try SubscriptionRules.events(reader)
+        guard url != nil || paused != nil || events != nil else {
+            throw InvalidRequest(field: "body", message: "nothing to change: give url, paused or events")
         }
-        return SubscriptionPatch(url: url, paused: paused)
+        return SubscriptionPatch(url: url, paused: paused, events: events)
     }
 }
 
 enum SubscriptionRules {
+    /// `events`: a non-empty list of known event types, each once.
+    static func events(_ reader: ObjectReader) throws(InvalidRequest) -> [EventType]? {
+        guard let value = reader.value("events"), !(value.isNull && reader.nullIsAbsent) else { return nil }
+        guard case .array(let items) = value else {
+            throw InvalidRequest(field: "events", message: "expected an array of event types, got \(value.typeName)")
+        }
+        guard !items.isEmpty else { throw InvalidRequest(field: "events", message: "must list at least one event type") }
+        var types: [EventType] = []
+        for (index, item) in items.enumerated() {
+            guard let name = item.stringValue, let type = EventType(rawValue: name) else {
+                let known = EventType.allCases.map(\.rawValue).joined(separator: ", ")
+                throw InvalidRequest(field: "events[\(index)]", message: "unknown event type; known: \(known)")
+            }
+            if !types.contains(type) { types.append(type) }
+        }
+        return types
+    }
+
     static func validateName(_ name: String) throws(InvalidRequest) {
         let bytes = Array(name.utf8)
         func allowed(_ c: UInt8, first: Bool) -> Bool {

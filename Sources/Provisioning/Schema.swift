@@ -56,6 +56,80 @@ public enum Schema {
         ALTER TABLE subscriptions ADD COLUMN probe_not_before INTEGER NOT NULL DEFAULT 0;  -- Unix ms
         ALTER TABLE subscriptions ADD COLUMN down_since INTEGER;                           -- Unix ms, while down
         """,
+        // 4: a tenant has many events (created, updated, ... deleted), delivered
+        // in order per domain; operational events have no tenant. Every
+        // tenant's creation becomes its first event with the same id (its
+        // webhook-id) and payload bytes, and the same seq, so deliveries and a
+        // running catch-up carry over. A domain is unique among live tenants only.
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,           -- webhook-id
+            type TEXT NOT NULL,
+            tenant_seq INTEGER,                -- null for operational events
+            domain TEXT,                       -- the order key; null for operational events
+            version INTEGER,                   -- the tenant's version after this event
+            payload BLOB NOT NULL,             -- the exact webhook body that is signed and sent
+            created_at INTEGER NOT NULL
+        );
+        INSERT INTO events (seq, id, type, tenant_seq, domain, version, payload, created_at)
+            SELECT seq, event_id, 'tenant.created', seq, domain, 1, payload, created_at FROM tenants;
+        CREATE INDEX events_by_tenant ON events(tenant_seq, seq);
+
+        CREATE TABLE tenants_v4 (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            domain TEXT NOT NULL,
+            request TEXT NOT NULL,             -- canonical JSON of the creation request, for idempotency
+            active INTEGER NOT NULL DEFAULT 1,
+            version INTEGER NOT NULL DEFAULT 1, -- events so far
+            last_event_seq INTEGER NOT NULL,   -- its data as of now is that event's
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            deleted_at INTEGER
+        );
+        INSERT INTO tenants_v4 (seq, id, domain, request, last_event_seq, created_at, updated_at)
+            SELECT seq, id, domain, request, seq, created_at, created_at FROM tenants;
+
+        CREATE TABLE deliveries_v4 (
+            seq INTEGER PRIMARY KEY,
+            subscription_seq INTEGER NOT NULL REFERENCES subscriptions(seq) ON DELETE CASCADE,
+            event_seq INTEGER NOT NULL REFERENCES events(seq),
+            tenant_seq INTEGER,                 -- the event's, for a tenant's status
+            domain TEXT,                        -- the event's, for order per (subscription, domain)
+            state INTEGER NOT NULL DEFAULT 0,   -- 0 pending, 1 delivered, 2 failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER,            -- Unix ms; null while pending behind an earlier event
+            last_attempt_at INTEGER,
+            last_status INTEGER,
+            last_error TEXT,
+            delivered_at INTEGER,
+            UNIQUE (subscription_seq, event_seq)
+        );
+        INSERT INTO deliveries_v4 (seq, subscription_seq, event_seq, tenant_seq, domain, state, attempts, next_attempt_at,
+                                   last_attempt_at, last_status, last_error, delivered_at)
+            SELECT d.seq, d.subscription_seq, d.tenant_seq, d.tenant_seq, t.domain, d.state, d.attempts, d.next_attempt_at,
+                   d.last_attempt_at, d.last_status, d.last_error, d.delivered_at
+            FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq;
+        DROP TABLE deliveries;
+        DROP TABLE tenants;
+        ALTER TABLE tenants_v4 RENAME TO tenants;
+        ALTER TABLE deliveries_v4 RENAME TO deliveries;
+        CREATE UNIQUE INDEX tenants_live_domain ON tenants(domain) WHERE deleted_at IS NULL;
+        CREATE INDEX tenants_by_domain ON tenants(domain, seq);
+        -- The dispatcher's query: due deliveries of one subscription, oldest first.
+        CREATE INDEX deliveries_due ON deliveries(subscription_seq, next_attempt_at) WHERE state = 0;
+        -- A tenant's deliveries, and its derived status.
+        CREATE INDEX deliveries_by_tenant ON deliveries(tenant_seq, state);
+        -- A subscription's deliveries filtered by state, in event order.
+        CREATE INDEX deliveries_by_state ON deliveries(subscription_seq, state, event_seq);
+        -- One (subscription, domain) line: its unacknowledged head, and the next one to release.
+        CREATE INDEX deliveries_line ON deliveries(subscription_seq, domain, event_seq) WHERE state != 1;
+
+        -- The event types a subscription wants, as ",type,type,": tested with instr().
+        ALTER TABLE subscriptions ADD COLUMN events TEXT NOT NULL
+            DEFAULT ',tenant.created,tenant.updated,tenant.deactivated,tenant.activated,tenant.deleted,';
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }
@@ -66,10 +140,18 @@ public enum Schema {
         guard version <= migrations.count else {
             throw SQLiteError(code: 1, message: "database schema version \(version) is newer than this provisiond (\(migrations.count))")
         }
+        // Rebuilding a table (create, copy, drop, rename) needs foreign keys
+        // off, which only takes effect outside a transaction; each migration
+        // checks them itself before it commits.
+        try db.execute("PRAGMA foreign_keys = OFF")
+        defer { try? db.execute("PRAGMA foreign_keys = ON") }
         for index in version..<min(target, migrations.count) {
             try db.execute("BEGIN IMMEDIATE")
             do {
                 try db.execute(migrations[index])
+                if try db.queryOne("PRAGMA foreign_key_check", map: { _ in true }) != nil {
+                    throw SQLiteError(code: 19, message: "migration \(index + 1) would break a foreign key")
+                }
                 try db.execute("PRAGMA user_version = \(index + 1)")
                 try db.execute("COMMIT")
             } catch {

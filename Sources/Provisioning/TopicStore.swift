@@ -46,12 +46,13 @@ public final class TopicStore: Sendable {
         case conflict(existingId: String)
     }
 
-    /// Stores the tenant, its event and one pending delivery per subscription
-    /// (paused ones included), in one transaction; returns after the commit.
+    /// Stores the tenant with its creation event and one pending delivery per
+    /// subscription that wants it (paused ones included), in one transaction;
+    /// returns after the commit. A deleted tenant's domain is free again.
     public func publish(_ request: TenantRequest) async throws -> PublishResult {
         try await writer.write { db in
             if let (seq, id, canonical) = try db.queryOne(
-                "SELECT seq, id, request FROM tenants WHERE domain = ?", [.text(request.domain)],
+                "SELECT seq, id, request FROM tenants WHERE domain = ? AND deleted_at IS NULL", [.text(request.domain)],
                 map: { ($0.int(0), $0.text(1), $0.text(2)) })
             {
                 if canonical == request.canonical { return .existing(try TopicStore.loadTenant(db, seq: seq)!) }
@@ -59,23 +60,16 @@ public final class TopicStore: Sendable {
             }
             let now = WallClock.nowMillis()
             let id = RandomToken.identifier("ten")
-            let eventId = RandomToken.identifier("evt")
-            let data = JSON.object([
-                ("id", .string(id)), ("domain", .string(request.domain)), ("admin", request.admin),
-                ("plan", .optional(request.plan)), ("attributes", request.attributes),
-                ("createdAt", .string(WallClock.rfc3339(now))),
-            ])
-            let payload = JSON.object([
-                ("type", .string("tenant.created")), ("timestamp", .string(WallClock.rfc3339(now))), ("data", data),
-            ]).serialized()
             try db.run(
-                "INSERT INTO tenants (id, domain, request, event_id, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [.text(id), .text(request.domain), .text(request.canonical), .text(eventId), .blob(payload), .integer(now)])
-            let seq = db.lastInsertRowID
-            try db.run(
-                "INSERT INTO deliveries (subscription_seq, tenant_seq, state, next_attempt_at) SELECT seq, ?, 0, ? FROM subscriptions",
-                [.integer(seq), .integer(now)])
-            return .created(try TopicStore.loadTenant(db, seq: seq)!)
+                """
+                INSERT INTO tenants (id, domain, request, active, version, last_event_seq, created_at, updated_at)
+                VALUES (?, ?, ?, 1, 0, 0, ?, ?)
+                """,
+                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)])
+            var row = TenantRow(seq: db.lastInsertRowID, id: id, domain: request.domain, createdAt: now)
+            let fields = TenantFields(admin: request.admin, plan: request.plan, attributes: request.attributes)
+            try TopicStore.appendEvent(db, tenant: &row, type: .tenantCreated, fields: fields, now: now)
+            return .created(try TopicStore.loadTenant(db, seq: row.seq)!)
         }
     }
 
@@ -89,6 +83,8 @@ public final class TopicStore: Sendable {
     public struct TenantFilter: Sendable {
         public var domain: String?
         public var status: TenantStatus?
+        /// Live tenants (false) or only deleted ones (true).
+        public var deleted = false
         public var limit = 100
         /// A tenant id from an earlier page's `next`.
         public var after: String?
@@ -115,7 +111,7 @@ public final class TopicStore: Sendable {
                 }
                 afterSeq = seq
             }
-            var sql = "SELECT seq FROM tenants t WHERE seq > ?"
+            var sql = "SELECT seq FROM tenants t WHERE seq > ? AND deleted_at IS \(filter.deleted ? "NOT NULL" : "NULL")"
             var bindings: [SQLiteValue] = [.integer(afterSeq)]
             if let domain = filter.domain {
                 sql += " AND domain = ?"
@@ -146,35 +142,36 @@ public final class TopicStore: Sendable {
     }
 
     static func loadTenant(_ db: SQLiteConnection, seq: Int64) throws -> Tenant? {
-        guard let (id, eventId, payload) = try db.queryOne(
-            "SELECT id, event_id, payload FROM tenants WHERE seq = ?", [.integer(seq)],
-            map: { ($0.text(0), $0.text(1), $0.blob(2)) })
+        guard let row = try db.queryOne(
+            "SELECT \(TenantRow.columns) FROM tenants WHERE seq = ?", [.integer(seq)], map: TenantRow.init)
         else { return nil }
-        let data = (try? JSON.parse(payload))?["data"] ?? .null
-        let domain = data["domain"]?.stringValue ?? ""
+        let data = row.data(try fields(db, eventSeq: row.lastEventSeq))
         let deliveries = try db.query(
-            """
-            SELECT s.id, s.name, \(TopicStore.deliveryColumns) FROM deliveries d JOIN subscriptions s ON s.seq = d.subscription_seq
-            WHERE d.tenant_seq = ? ORDER BY s.seq
-            """, [.integer(seq)]
-        ) { row in
-            delivery(row, offset: 2, subscriptionId: row.text(0), subscriptionName: row.text(1), tenantId: id, domain: domain, eventId: eventId)
-        }
-        return Tenant(id: id, data: data, deliveries: deliveries)
+            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(seq)], map: delivery)
+        return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
     }
 
-    static let deliveryColumns = "d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at"
+    /// A delivery with its subscription, event and tenant. `blockedBy`: the
+    /// head of its (subscription, domain) line while it waits behind it.
+    static let deliverySelect = """
+        SELECT s.id, s.name, t.id, e.domain, e.id, e.type,
+            d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
+            CASE WHEN d.state = 0 AND d.next_attempt_at IS NULL THEN (
+                SELECT e2.id FROM deliveries d2 JOIN events e2 ON e2.seq = d2.event_seq
+                WHERE d2.subscription_seq = d.subscription_seq AND d2.domain = d.domain AND d2.state != 1 AND d2.event_seq < d.event_seq
+                ORDER BY d2.event_seq LIMIT 1) END
+        FROM deliveries d JOIN subscriptions s ON s.seq = d.subscription_seq JOIN events e ON e.seq = d.event_seq
+        LEFT JOIN tenants t ON t.seq = d.tenant_seq
+        """
 
-    static func delivery(
-        _ row: SQLiteRow, offset o: Int32, subscriptionId: String, subscriptionName: String,
-        tenantId: String, domain: String, eventId: String
-    ) -> Delivery {
-        let state = DeliveryState(rawValue: Int(row.int(o))) ?? .pending
+    static func delivery(_ row: SQLiteRow) -> Delivery {
+        let state = DeliveryState(rawValue: Int(row.int(6))) ?? .pending
         return Delivery(
-            subscriptionId: subscriptionId, subscriptionName: subscriptionName, tenantId: tenantId, domain: domain,
-            eventId: eventId, state: state, attempts: Int(row.int(o + 1)), lastAttemptAt: row.optionalInt(o + 2),
-            lastStatus: row.optionalInt(o + 3).map(Int.init), lastError: row.optionalText(o + 4),
-            nextAttemptAt: state == .pending ? row.optionalInt(o + 5) : nil, deliveredAt: row.optionalInt(o + 6))
+            subscriptionId: row.text(0), subscriptionName: row.text(1), tenantId: row.optionalText(2), domain: row.optionalText(3),
+            eventId: row.text(4), type: row.text(5), state: state, attempts: Int(row.int(7)), lastAttemptAt: row.optionalInt(8),
+            lastStatus: row.optionalInt(9).map(Int.init), lastError: row.optionalText(10),
+            nextAttemptAt: state == .pending ? row.optionalInt(11) : nil, deliveredAt: row.optionalInt(12),
+            blockedBy: row.optionalText(13))
     }
 
     public func tenantCount() async throws -> Int {
@@ -199,15 +196,16 @@ public final class TopicStore: Sendable {
             }
             let id = RandomToken.identifier("sub")
             let secret = request.secret ?? SubscriptionRules.generateSecret()
-            let lastTenant = try db.queryOne("SELECT max(seq) FROM tenants") { $0.optionalInt(0) } ?? nil
-            let backfill = request.deliverAll && lastTenant != nil
+            let lastEvent = try db.queryOne("SELECT max(seq) FROM events") { $0.optionalInt(0) } ?? nil
+            let backfill = request.deliverAll && lastEvent != nil
             try db.run(
                 """
-                INSERT INTO subscriptions (id, name, url, secret, deliver, paused, created_at, backfill_next, backfill_until)
-                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)
+                INSERT INTO subscriptions (id, name, url, secret, deliver, paused, created_at, backfill_next, backfill_until, events)
+                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
                 """,
                 [.text(id), .text(request.name), .text(request.url), .text(secret), .text(request.deliverAll ? "all" : "new"),
-                 .integer(WallClock.nowMillis()), backfill ? .integer(1) : .null, backfill ? .optional(lastTenant) : .null])
+                 .integer(WallClock.nowMillis()), backfill ? .integer(1) : .null, backfill ? .optional(lastEvent) : .null,
+                 .text(EventType.stored(request.events))])
             return .created(try TopicStore.loadSubscription(db, id: id)!, secret: secret)
         }
     }
@@ -217,25 +215,45 @@ public final class TopicStore: Sendable {
     /// transactions short however many tenants exist.
     public func backfillStep(batchSize: Int = 2000) async throws -> Bool {
         try await writer.write { db in
-            guard let (subscriptionSeq, next, until) = try db.queryOne(
-                "SELECT seq, backfill_next, backfill_until FROM subscriptions WHERE backfill_next IS NOT NULL LIMIT 1",
-                map: { ($0.int(0), $0.int(1), $0.int(2)) })
+            guard let (subscriptionSeq, next, until, events) = try db.queryOne(
+                "SELECT seq, backfill_next, backfill_until, events FROM subscriptions WHERE backfill_next IS NOT NULL LIMIT 1",
+                map: { ($0.int(0), $0.int(1), $0.int(2), $0.text(3)) })
             else { return false }
+            let now = WallClock.nowMillis()
             let last = try db.queryOne(
-                "SELECT max(seq) FROM (SELECT seq FROM tenants WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)",
                 [.integer(next), .integer(until), .int(batchSize)], map: { $0.optionalInt(0) }) ?? nil
             if let last {
+                // The events of live tenants, in order: in each domain only the
+                // first is due, and only if nothing earlier of it is unacknowledged.
                 try db.run(
                     """
-                    INSERT OR IGNORE INTO deliveries (subscription_seq, tenant_seq, state, next_attempt_at)
-                    SELECT ?, seq, 0, ? FROM tenants WHERE seq >= ? AND seq <= ?
+                    INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, next_attempt_at)
+                    SELECT ?1, e.seq, e.tenant_seq, e.domain, 0,
+                        CASE WHEN row_number() OVER (PARTITION BY e.domain ORDER BY e.seq) = 1 AND NOT EXISTS (
+                            SELECT 1 FROM deliveries d
+                            WHERE d.subscription_seq = ?1 AND d.domain = e.domain AND d.state != 1 AND d.event_seq < e.seq)
+                        THEN ?2 END
+                    FROM events e JOIN tenants t ON t.seq = e.tenant_seq
+                    WHERE e.seq >= ?3 AND e.seq <= ?4 AND t.deleted_at IS NULL AND instr(?5, ',' || e.type || ',') > 0
+                    ORDER BY e.seq
                     """,
-                    [.integer(subscriptionSeq), .integer(WallClock.nowMillis()), .integer(next), .integer(last)])
+                    [.integer(subscriptionSeq), .integer(now), .integer(next), .integer(last), .text(events)])
             }
             if let last, last < until {
                 try db.run("UPDATE subscriptions SET backfill_next = ? WHERE seq = ?", [.integer(last + 1), .integer(subscriptionSeq)])
             } else {
                 try db.run("UPDATE subscriptions SET backfill_next = NULL, backfill_until = NULL WHERE seq = ?", [.integer(subscriptionSeq)])
+                // Events published while it caught up waited (see createDeliveries): those that
+                // now head their line go. One pass over its waiting deliveries, once.
+                try db.run(
+                    """
+                    UPDATE deliveries SET next_attempt_at = ?1
+                    WHERE subscription_seq = ?2 AND state = 0 AND next_attempt_at IS NULL AND NOT EXISTS (
+                        SELECT 1 FROM deliveries d WHERE d.subscription_seq = ?2 AND d.domain = deliveries.domain
+                        AND d.state != 1 AND d.event_seq < deliveries.event_seq)
+                    """,
+                    [.integer(now), .integer(subscriptionSeq)])
             }
             return true
         }
@@ -265,6 +283,9 @@ public final class TopicStore: Sendable {
             }
             if let paused = patch.paused {
                 try db.run("UPDATE subscriptions SET paused = ? WHERE id = ?", [.int(paused ? 1 : 0), .text(id)])
+            }
+            if let events = patch.events {
+                try db.run("UPDATE subscriptions SET events = ? WHERE id = ?", [.text(EventType.stored(events)), .text(id)])
             }
             return try TopicStore.loadSubscription(db, id: id)
         }
@@ -297,7 +318,7 @@ public final class TopicStore: Sendable {
         public init() {}
     }
 
-    /// A subscription's deliveries in tenant order; nil if it does not exist.
+    /// A subscription's deliveries in event order; nil if it does not exist.
     public func deliveries(subscriptionId: String, _ filter: DeliveryFilter) async throws -> Page<Delivery>? {
         guard let (list, next) = try await deliveries(subscriptionId: subscriptionId, filter, into: ItemList()) else { return nil }
         return Page(items: list.items, next: next)
@@ -308,39 +329,32 @@ public final class TopicStore: Sendable {
         subscriptionId: String, _ filter: DeliveryFilter, into page: Collector
     ) async throws -> (Collector, next: String?)? where Collector.Item == Delivery {
         try await readers.read { db in
-            guard let (seq, name) = try db.queryOne(
-                "SELECT seq, name FROM subscriptions WHERE id = ?", [.text(subscriptionId)], map: { ($0.int(0), $0.text(1)) })
+            guard let seq = try db.queryOne(
+                "SELECT seq FROM subscriptions WHERE id = ?", [.text(subscriptionId)], map: { $0.int(0) })
             else { return nil }
             var afterSeq: Int64 = 0
             if let after = filter.after {
-                guard let tenantSeq = try db.queryOne(
-                    "SELECT t.seq FROM tenants t JOIN deliveries d ON d.tenant_seq = t.seq AND d.subscription_seq = ? WHERE t.id = ?",
+                guard let eventSeq = try db.queryOne(
+                    "SELECT e.seq FROM events e JOIN deliveries d ON d.event_seq = e.seq AND d.subscription_seq = ? WHERE e.id = ?",
                     [.integer(seq), .text(after)], map: { $0.int(0) })
                 else { throw InvalidRequest(field: "after", message: "is not a cursor this server issued") }
-                afterSeq = tenantSeq
+                afterSeq = eventSeq
             }
-            var sql = """
-                SELECT t.id, t.domain, t.event_id, \(TopicStore.deliveryColumns) FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
-                WHERE d.subscription_seq = ? AND d.tenant_seq > ?
-                """
+            var sql = "\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ?"
             var bindings: [SQLiteValue] = [.integer(seq), .integer(afterSeq)]
             if let state = filter.state {
                 sql += " AND d.state = ?"
                 bindings.append(.int(state.rawValue))
             }
-            sql += " ORDER BY d.tenant_seq LIMIT ?"
+            sql += " ORDER BY d.event_seq LIMIT ?"
             bindings.append(.int(filter.limit + 1))
-            let rows = try db.query(sql, bindings) { row in
-                TopicStore.delivery(
-                    row, offset: 3, subscriptionId: subscriptionId, subscriptionName: name, tenantId: row.text(0),
-                    domain: row.text(1), eventId: row.text(2))
-            }
+            let rows = try db.query(sql, bindings, map: TopicStore.delivery)
             var page = page
             var last: String?
             for delivery in rows.prefix(filter.limit) {
                 if page.isFull { return (page, last) }
                 page.add(delivery)
-                last = delivery.tenantId
+                last = delivery.eventId
             }
             return (page, rows.count > filter.limit ? last : nil)
         }
@@ -348,11 +362,12 @@ public final class TopicStore: Sendable {
 
     static func loadSubscription(_ db: SQLiteConnection, id: String) throws -> Subscription? {
         guard var subscription = try db.queryOne(
-            "SELECT seq, id, name, url, deliver, paused, created_at FROM subscriptions WHERE id = ?", [.text(id)],
+            "SELECT seq, id, name, url, deliver, paused, created_at, events FROM subscriptions WHERE id = ?", [.text(id)],
             map: { row in
                 Subscription(
                     seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), deliver: row.text(4),
-                    paused: row.int(5) != 0, createdAt: row.int(6), counts: DeliveryCounts())
+                    paused: row.int(5) != 0, createdAt: row.int(6), events: EventType.parseStored(row.text(7)),
+                    counts: DeliveryCounts())
             })
         else { return nil }
         for (state, count) in try db.query(

@@ -212,9 +212,6 @@ final class GroupCommitTests: XCTestCase {
 
     /// A minimal tenant row; returns its seq.
     static func insertTenant(_ db: SQLiteConnection, _ domain: String) throws -> Int64 {
-        try db.run(
-            "INSERT INTO tenants (id, domain, request, event_id, payload, created_at) VALUES (?, ?, '{}', ?, x'7b7d', 0)",
-            [.text("ten_" + domain), .text(domain), .text("evt_" + domain)])
-        return db.lastInsertRowID
+        try insertTenantRow(db, id: "ten_" + domain, domain: domain, eventId: "evt_" + domain, payload: Array("{}".utf8))
     }
 }

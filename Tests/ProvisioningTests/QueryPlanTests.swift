@@ -54,7 +54,31 @@ final class QueryPlanTests: XCTestCase {
     func testDispatcherLoadsADeliveryWithItsEventByPrimaryKeys() async throws {
         let details = try await plan(TopicStore.deliverySQL)
         XCTAssertTrue(details.contains { $0.contains("SEARCH d USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
+        XCTAssertTrue(details.contains { $0.contains("SEARCH e USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
+    }
+
+    // MARK: Order per (subscription, domain)
+
+    /// An acknowledgement releases the next event of its line: one index seek, whatever is blocked.
+    func testReleasingTheNextEventUsesDeliveriesLine() async throws {
+        try await assertPlan(TopicStore.releaseNextSQL, uses: "deliveries_line")
+    }
+
+    /// A new event looks for an unacknowledged one of its line per subscription.
+    func testPublishingLooksUpTheLineByIndex() async throws {
+        let details = try await plan(TopicStore.createDeliveriesSQL)
+        let text = details.joined(separator: "\n")
+        XCTAssertTrue(details.contains { $0.contains("deliveries_line (subscription_seq=? AND domain=?)") }, text)
+        XCTAssertFalse(details.contains { $0.hasPrefix("SCAN d") }, text)
+    }
+
+    /// `blockedBy` of a waiting delivery: the head of its line, by index.
+    func testBlockedByUsesDeliveriesLine() async throws {
+        let details = try await plan("\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ? ORDER BY d.event_seq LIMIT ?")
+        let text = details.joined(separator: "\n")
+        XCTAssertTrue(details.contains { $0.contains("deliveries_line (subscription_seq=? AND domain=? AND event_seq<?)") }, text)
+        XCTAssertFalse(text.contains("TEMP B-TREE"), text)
     }
 
     func testNextDueUsesDeliveriesDue() async throws {
@@ -76,10 +100,8 @@ final class QueryPlanTests: XCTestCase {
         try await assertPlan("SELECT seq, state FROM deliveries WHERE tenant_seq = ?", uses: "deliveries_by_tenant")
         // As loadTenant joins it: a sort of one tenant's few deliveries is fine, a scan is not.
         try await assertPlan(
-            """
-            SELECT s.id, s.name, \(TopicStore.deliveryColumns) FROM deliveries d JOIN subscriptions s ON s.seq = d.subscription_seq
-            WHERE d.tenant_seq = ? ORDER BY s.seq
-            """, uses: "deliveries_by_tenant", orderedByIndex: false)
+            "\(TopicStore.deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq",
+            uses: "deliveries_by_tenant", orderedByIndex: false)
     }
 
     func testTenantStatusFilterUsesDeliveriesByTenant() async throws {
@@ -100,19 +122,15 @@ final class QueryPlanTests: XCTestCase {
 
     func testSubscriptionDeliveriesByStateUseDeliveriesByState() async throws {
         try await assertPlan(
-            """
-            SELECT t.id, t.domain, t.event_id, \(TopicStore.deliveryColumns) FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
-            WHERE d.subscription_seq = ? AND d.tenant_seq > ? AND d.state = ? ORDER BY d.tenant_seq LIMIT ?
-            """, uses: "deliveries_by_state")
+            "\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ? AND d.state = ? ORDER BY d.event_seq LIMIT ?",
+            uses: "deliveries_by_state")
     }
 
-    func testSubscriptionDeliveriesWithoutStateReadInTenantOrder() async throws {
-        // UNIQUE (subscription_seq, tenant_seq) serves the unfiltered page.
+    func testSubscriptionDeliveriesWithoutStateReadInEventOrder() async throws {
+        // UNIQUE (subscription_seq, event_seq) serves the unfiltered page.
         try await assertPlan(
-            """
-            SELECT t.id, t.domain, t.event_id, \(TopicStore.deliveryColumns) FROM deliveries d JOIN tenants t ON t.seq = d.tenant_seq
-            WHERE d.subscription_seq = ? AND d.tenant_seq > ? ORDER BY d.tenant_seq LIMIT ?
-            """, uses: "sqlite_autoindex_deliveries_1")
+            "\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ? ORDER BY d.event_seq LIMIT ?",
+            uses: "sqlite_autoindex_deliveries_1")
     }
 
     func testCountsRetryAndBacklogUseAnIndex() async throws {
@@ -122,7 +140,7 @@ final class QueryPlanTests: XCTestCase {
             "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2",
             uses: "deliveries_by_state")
         // The cascade of DELETE FROM subscriptions.
-        try await assertPlan("DELETE FROM deliveries WHERE subscription_seq = ?", uses: "sqlite_autoindex_deliveries_1")
+        try await assertPlan("DELETE FROM deliveries WHERE subscription_seq = ?", uses: "deliveries_by_state")
         let backlog = try await plan(
             "SELECT s.name, (SELECT count(*) FROM deliveries d WHERE d.subscription_seq = s.seq AND d.state = 0) FROM subscriptions s ORDER BY s.seq")
         XCTAssertTrue(backlog.contains { $0.contains("SEARCH d USING COVERING INDEX") }, backlog.joined(separator: "\n"))
@@ -130,32 +148,17 @@ final class QueryPlanTests: XCTestCase {
 
     // MARK: Tenant lookups
 
-    func testTenantLookupByDomainUsesUniqueIndex() async throws {
-        let autoindex = try await domainIndexName()
-        try await assertPlan("SELECT seq, id, request FROM tenants WHERE domain = ?", uses: autoindex)
-        let details = try await plan("SELECT seq, id, request FROM tenants WHERE domain = ?")
-        XCTAssertTrue(details.contains { $0.contains("(domain=?)") }, details.joined(separator: "\n"))
+    func testLiveTenantLookupByDomainUsesItsUniqueIndex() async throws {
+        try await assertPlan("SELECT seq, id, request FROM tenants WHERE domain = ? AND deleted_at IS NULL", uses: "tenants_live_domain")
     }
 
     func testTenantLookupByIdAndCursor() async throws {
         let details = try await plan("SELECT seq FROM tenants WHERE id = ?")
         XCTAssertTrue(details.contains { $0.contains("sqlite_autoindex_tenants") && $0.contains("(id=?)") }, details.joined(separator: "\n"))
         let cursor = try await plan(
-            "SELECT t.seq FROM tenants t JOIN deliveries d ON d.tenant_seq = t.seq AND d.subscription_seq = ? WHERE t.id = ?")
+            "SELECT e.seq FROM events e JOIN deliveries d ON d.event_seq = e.seq AND d.subscription_seq = ? WHERE e.id = ?")
         let text = cursor.joined(separator: "\n")
         XCTAssertTrue(cursor.contains { $0.contains("(id=?)") }, text)
-        XCTAssertTrue(cursor.contains { $0.contains("sqlite_autoindex_deliveries_1 (subscription_seq=? AND tenant_seq=?)") }, text)
-    }
-
-    /// The name SQLite gave the UNIQUE index on tenants.domain.
-    private func domainIndexName() async throws -> String {
-        let names = try await store.writer.write { db in
-            try db.query(
-                "SELECT il.name FROM pragma_index_list('tenants') il WHERE il.\"unique\" = 1 AND (SELECT group_concat(name) FROM pragma_index_info(il.name)) = 'domain'"
-            ) { $0.text(0) }
-        }
-        XCTAssertEqual(names.count, 1)
-        XCTAssertTrue(names.first?.hasPrefix("sqlite_autoindex_tenants") ?? false, "\(names)")
-        return names.first ?? "?"
+        XCTAssertTrue(cursor.contains { $0.contains("sqlite_autoindex_deliveries_1 (subscription_seq=? AND event_seq=?)") }, text)
     }
 }

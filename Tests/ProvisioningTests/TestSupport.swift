@@ -94,10 +94,9 @@ extension TopicStore {
             var ids: [String] = []
             for index in 0..<count {
                 let id = "ten_fixture_\(domainPrefix)_\(index)"
-                try db.run(
-                    "INSERT INTO tenants (id, domain, request, event_id, payload, created_at) VALUES (?, ?, '{}', ?, ?, 0)",
-                    [.text(id), .text("\(domainPrefix)\(index).example.com"), .text("evt_fixture_\(domainPrefix)_\(index)"),
-                     .blob(Array(#"{"data": {"domain": "\#(domainPrefix)\#(index).example.com"}}"#.utf8))])
+                try insertTenantRow(
+                    db, id: id, domain: "\(domainPrefix)\(index).example.com", eventId: "evt_fixture_\(domainPrefix)_\(index)",
+                    payload: Array(#"{"data": {"domain": "\#(domainPrefix)\#(index).example.com"}}"#.utf8))
                 ids.append(id)
             }
             return ids
@@ -212,4 +211,20 @@ extension StoreWriter {
         XCTAssertTrue(started.isSet, "the writer never ran the hold job")
         return task
     }
+}
+
+/// A tenant with its creation event, straight into the tables (fast
+/// fixtures; no deliveries); returns the tenant's seq.
+@discardableResult
+func insertTenantRow(_ db: SQLiteConnection, id: String, domain: String, eventId: String, payload: [UInt8]) throws -> Int64 {
+    try db.run(
+        "INSERT INTO events (id, type, domain, version, payload, created_at) VALUES (?, 'tenant.created', ?, 1, ?, 0)",
+        [.text(eventId), .text(domain), .blob(payload)])
+    let eventSeq = db.lastInsertRowID
+    try db.run(
+        "INSERT INTO tenants (id, domain, request, last_event_seq, created_at, updated_at) VALUES (?, ?, '{}', ?, 0, 0)",
+        [.text(id), .text(domain), .integer(eventSeq)])
+    let seq = db.lastInsertRowID
+    try db.run("UPDATE events SET tenant_seq = ? WHERE seq = ?", [.integer(seq), .integer(eventSeq)])
+    return seq
 }

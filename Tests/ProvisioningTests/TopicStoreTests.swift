@@ -20,7 +20,9 @@ final class TopicStoreTests: XCTestCase {
         XCTAssertEqual(tenant.status, .provisioned, "no subscriptions: nothing to deliver")
 
         let (eventId, payload) = try await store.readers.read { db in
-            try db.queryOne("SELECT event_id, payload FROM tenants WHERE id = ?", [.text(tenant.id)]) { ($0.text(0), $0.blob(1)) }
+            try db.queryOne(
+                "SELECT e.id, e.payload FROM events e JOIN tenants t ON e.seq = t.last_event_seq WHERE t.id = ?", [.text(tenant.id)]
+            ) { ($0.text(0), $0.blob(1)) }
         }!
         XCTAssertTrue(eventId.hasPrefix("evt_"))
         let event = try JSON.parse(payload)
@@ -254,7 +256,7 @@ final class TopicStoreTests: XCTestCase {
         XCTAssertEqual(counts?.failed, 0)
         XCTAssertEqual(counts?.pending, 8)
         XCTAssertEqual(counts?.delivered, 2, "delivered ones are not touched")
-        let requeued = try await store.deliveries(subscriptionId: prod.id, .init())!.items.filter { failedIds.contains($0.tenantId) }
+        let requeued = try await store.deliveries(subscriptionId: prod.id, .init())!.items.filter { failedIds.contains($0.tenantId ?? "") }
         XCTAssertEqual(requeued.count, 4)
         for delivery in requeued {
             XCTAssertEqual(delivery.state, .pending)

@@ -150,6 +150,8 @@ class Receiver:
         self.max_in_flight = 0
         self._script = []
         self._routes = {}
+        # decide(body) -> Reply or None: an answer chosen by what was sent (None: the usual one).
+        self.decide = None
         self._lock = threading.Lock()
         self._connections = set()
         self._stopping = threading.Event()  # set: hanging answers stop waiting
@@ -238,7 +240,10 @@ class Receiver:
             self.requests.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            if handler.path in self._routes:
+            decided = self.decide(body) if self.decide else None
+            if decided is not None:
+                reply = decided
+            elif handler.path in self._routes:
                 reply = self._routes[handler.path]
             else:
                 reply = self._script.pop(0) if self._script else self.default

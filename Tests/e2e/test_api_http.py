@@ -225,8 +225,8 @@ def test_unknown_ids_are_404(shared_service):
 @pytest.mark.parametrize("method,path,allowed", [
     ("PUT", "/tenants", {"GET", "POST"}),
     ("DELETE", "/tenants", {"GET", "POST"}),
-    ("DELETE", "/tenants/{tenant}", {"GET"}),
-    ("POST", "/tenants/{tenant}", {"GET"}),
+    ("PUT", "/tenants/{tenant}", {"GET", "PATCH", "DELETE"}),
+    ("POST", "/tenants/{tenant}", {"GET", "PATCH", "DELETE"}),
     ("PUT", "/subscriptions", {"GET", "POST"}),
     ("PUT", "/subscriptions/{sub}", {"GET", "PATCH", "DELETE"}),
     ("POST", "/subscriptions/{sub}", {"GET", "PATCH", "DELETE"}),

@@ -15,7 +15,7 @@ from conftest import wait_until
 from receivers import FAST, Reply, provisiond, receivers, verify  # noqa: F401 (fixtures)
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-DATA_FIELDS = {"id", "domain", "admin", "plan", "attributes", "createdAt"}
+DATA_FIELDS = {"id", "domain", "admin", "plan", "attributes", "active", "version", "createdAt", "updatedAt", "deletedAt"}
 
 
 def new_secret(n=32):

@@ -1,0 +1,227 @@
+import HTTPServer
+
+/// What happened, as the `type` of a webhook body.
+public enum EventType: String, Sendable, CaseIterable {
+    case tenantCreated = "tenant.created"
+    case tenantUpdated = "tenant.updated"
+    case tenantDeactivated = "tenant.deactivated"
+    case tenantActivated = "tenant.activated"
+    case tenantDeleted = "tenant.deleted"
+    case deliveryFailed = "delivery.failed"
+    case subscriptionDown = "subscription.down"
+    case subscriptionRecovered = "subscription.recovered"
+
+    /// What a subscription gets unless it lists its own: every tenant event.
+    public static let tenantTypes: [EventType] = [.tenantCreated, .tenantUpdated, .tenantDeactivated, .tenantActivated, .tenantDeleted]
+
+    /// The stored form of a list of wanted types, `,a,b,`, tested with `instr(events, ',type,')`.
+    static func stored(_ types: [EventType]) -> String { "," + types.map(\.rawValue).joined(separator: ",") + "," }
+
+    static func parseStored(_ text: String) -> [EventType] {
+        text.split(separator: ",").compactMap { EventType(rawValue: String($0)) }
+    }
+}
+
+/// A tenant's row: what its current `data` is made of, besides the admin,
+/// plan and attributes that its latest event's payload holds.
+struct TenantRow: Sendable {
+    let seq: Int64
+    let id: String
+    let domain: String
+    var active: Bool
+    var version: Int
+    let createdAt: Int64
+    var updatedAt: Int64
+    var deletedAt: Int64?
+    var lastEventSeq: Int64
+
+    static let columns = "seq, id, domain, active, version, created_at, updated_at, deleted_at, last_event_seq"
+
+    init(_ row: SQLiteRow) {
+        seq = row.int(0)
+        id = row.text(1)
+        domain = row.text(2)
+        active = row.int(3) != 0
+        version = Int(row.int(4))
+        createdAt = row.int(5)
+        updatedAt = row.int(6)
+        deletedAt = row.optionalInt(7)
+        lastEventSeq = row.int(8)
+    }
+
+    init(seq: Int64, id: String, domain: String, createdAt: Int64) {
+        self.seq = seq
+        self.id = id
+        self.domain = domain
+        active = true
+        version = 0
+        self.createdAt = createdAt
+        updatedAt = createdAt
+        lastEventSeq = 0
+    }
+
+    /// The webhook `data` of a tenant event: the tenant as it stands.
+    func data(_ fields: TenantFields) -> JSON {
+        .object([
+            ("id", .string(id)), ("domain", .string(domain)), ("admin", fields.admin), ("plan", .optional(fields.plan)),
+            ("attributes", fields.attributes), ("active", .bool(active)), ("version", .int(version)),
+            ("createdAt", .string(WallClock.rfc3339(createdAt))), ("updatedAt", .string(WallClock.rfc3339(updatedAt))),
+            ("deletedAt", deletedAt.map { .string(WallClock.rfc3339($0)) } ?? .null),
+        ])
+    }
+}
+
+/// The fields of a tenant that a PATCH may change.
+struct TenantFields: Sendable, Equatable {
+    var admin: JSON
+    var plan: String?
+    var attributes: JSON
+
+    /// From an event's `data` (a creation from before events had versions included).
+    init(data: JSON) {
+        admin = data["admin"] ?? .object([])
+        plan = data["plan"]?.stringValue
+        attributes = data["attributes"] ?? .object([])
+    }
+
+    init(admin: JSON, plan: String?, attributes: JSON) {
+        self.admin = admin
+        self.plan = plan
+        self.attributes = attributes
+    }
+
+    static func == (a: TenantFields, b: TenantFields) -> Bool {
+        a.admin.canonical == b.admin.canonical && a.plan == b.plan && a.attributes.canonical == b.attributes.canonical
+    }
+}
+
+/// A change to a tenant after its creation.
+public enum TenantChange: Sendable {
+    case update(TenantPatch)
+    case deactivate
+    case activate
+    case delete
+}
+
+extension TopicStore {
+    public enum ChangeResult: Sendable {
+        /// Committed with its event and deliveries.
+        case changed(Tenant)
+        /// Nothing to change: no event.
+        case unchanged(Tenant)
+        case deleted(Tenant)
+        case notFound
+    }
+
+    /// Applies a change and publishes its event, in one transaction.
+    public func change(tenantId: String, _ change: TenantChange) async throws -> ChangeResult {
+        try await writer.write { db in
+            guard var row = try db.queryOne(
+                "SELECT \(TenantRow.columns) FROM tenants WHERE id = ?", [.text(tenantId)], map: TenantRow.init)
+            else { return .notFound }
+            // A deleted tenant refuses every change, even one that would change nothing.
+            if row.deletedAt != nil { return .deleted(try TopicStore.loadTenant(db, seq: row.seq)!) }
+            var fields = try TopicStore.fields(db, eventSeq: row.lastEventSeq)
+            let now = WallClock.nowMillis()
+            let type: EventType
+            switch change {
+            case .update(let patch):
+                let changed = patch.applied(to: fields)
+                if changed == fields { return .unchanged(try TopicStore.loadTenant(db, seq: row.seq)!) }
+                fields = changed
+                type = .tenantUpdated
+            case .deactivate, .activate:
+                let active = if case .activate = change { true } else { false }
+                if row.active == active { return .unchanged(try TopicStore.loadTenant(db, seq: row.seq)!) }
+                row.active = active
+                type = active ? .tenantActivated : .tenantDeactivated
+            case .delete:
+                row.deletedAt = now
+                type = .tenantDeleted
+            }
+            row.updatedAt = now
+            try TopicStore.appendEvent(db, tenant: &row, type: type, fields: fields, now: now)
+            return .changed(try TopicStore.loadTenant(db, seq: row.seq)!)
+        }
+    }
+
+    /// Inside a write: stores the tenant's next event (version + 1), its row
+    /// as of that event, and one delivery per subscription that wants the type.
+    static func appendEvent(_ db: SQLiteConnection, tenant row: inout TenantRow, type: EventType, fields: TenantFields, now: Int64) throws {
+        row.version += 1
+        let payload = JSON.object([
+            ("type", .string(type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", row.data(fields)),
+        ]).serialized()
+        try db.run(
+            "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [.text(RandomToken.identifier("evt")), .text(type.rawValue), .integer(row.seq), .text(row.domain), .int(row.version),
+             .blob(payload), .integer(now)])
+        row.lastEventSeq = db.lastInsertRowID
+        try db.run(
+            """
+            UPDATE tenants SET active = ?, version = ?, updated_at = ?, deleted_at = ?, last_event_seq = ? WHERE seq = ?
+            """,
+            [.int(row.active ? 1 : 0), .int(row.version), .integer(row.updatedAt), .optional(row.deletedAt),
+             .integer(row.lastEventSeq), .integer(row.seq)])
+        try createDeliveries(db, eventSeq: row.lastEventSeq, type: type, tenantSeq: row.seq, domain: row.domain, now: now)
+    }
+
+    /// One pending delivery of the event per subscription that wants its type
+    /// (paused ones included). Due now if it heads its (subscription, domain)
+    /// line, else it waits, unsent, behind the earlier event (next_attempt_at
+    /// null); so does every event for a subscription still catching up
+    /// (`deliver: all`), whose older events are not all queued yet.
+    static func createDeliveries(
+        _ db: SQLiteConnection, eventSeq: Int64, type: EventType, tenantSeq: Int64?, domain: String?, now: Int64,
+        except subscriptionSeq: Int64? = nil
+    ) throws {
+        try db.run(
+            createDeliveriesSQL,
+            [.integer(eventSeq), .optional(tenantSeq), .optional(domain), .integer(now), .text("," + type.rawValue + ","),
+             .optional(subscriptionSeq)])
+    }
+
+    static let createDeliveriesSQL = """
+        INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, next_attempt_at)
+        SELECT s.seq, ?1, ?2, ?3, 0,
+            CASE WHEN s.backfill_next IS NOT NULL AND ?3 IS NOT NULL THEN NULL
+                 WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_seq = s.seq AND d.domain = ?3 AND d.state != 1)
+                 THEN NULL ELSE ?4 END
+        FROM subscriptions s WHERE instr(s.events, ?5) > 0 AND s.seq IS NOT ?6
+        """
+
+    /// The admin, plan and attributes as of an event.
+    static func fields(_ db: SQLiteConnection, eventSeq: Int64) throws -> TenantFields {
+        let payload = try db.queryOne("SELECT payload FROM events WHERE seq = ?", [.integer(eventSeq)]) { $0.blob(0) } ?? []
+        return TenantFields(data: (try? JSON.parse(payload))?["data"] ?? .null)
+    }
+
+    /// A tenant's events, oldest first; nil if the tenant does not exist.
+    public func events(tenantId: String, limit: Int, after: String?) async throws -> Page<TenantEvent>? {
+        try await readers.read { db in
+            guard let tenantSeq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(tenantId)], map: { $0.int(0) }) else {
+                return nil
+            }
+            var afterSeq: Int64 = 0
+            if let after {
+                guard let seq = try db.queryOne(
+                    "SELECT seq FROM events WHERE id = ? AND tenant_seq = ?", [.text(after), .integer(tenantSeq)], map: { $0.int(0) })
+                else { throw InvalidRequest(field: "after", message: "is not a cursor this server issued") }
+                afterSeq = seq
+            }
+            let events = try db.query(
+                "SELECT id, type, version, created_at FROM events WHERE tenant_seq = ? AND seq > ? ORDER BY seq LIMIT ?",
+                [.integer(tenantSeq), .integer(afterSeq), .int(limit + 1)]
+            ) { TenantEvent(id: $0.text(0), type: $0.text(1), version: Int($0.int(2)), createdAt: $0.int(3)) }
+            let items = Array(events.prefix(limit))
+            return Page(items: items, next: events.count > limit ? items.last?.id : nil)
+        }
+    }
+}
+
+public struct TenantEvent: Sendable {
+    public var id: String
+    public var type: String
+    public var version: Int
+    public var createdAt: Int64
+}
