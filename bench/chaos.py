@@ -1,8 +1,9 @@
-"""Chaos run: publish N tenants while the service is killed (-9) and
-restarted at random moments and stopped once with SIGTERM; three receivers
-(healthy, flaky 30%, down for the first part); then drain and prove that
-nothing acknowledged was lost, every environment got every tenant, and every
-signature verifies.
+"""Chaos run: publish N tenants, three in four of them followed by lifecycle
+events (update; deactivate, activate; delete), while the service is killed
+(-9) and restarted at random moments and stopped once with SIGTERM; three
+receivers (healthy, flaky 30%, down for the first part); then drain and
+prove that nothing acknowledged was lost, every environment got every event
+of every domain in the order it was accepted, and every signature verifies.
 
 Usage: chaos.py [--n 20000] [--crashes 3] [--bin PATH] [--seed S]
 Prints one figures line last; exits 1 on any loss."""
@@ -64,6 +65,7 @@ class Receiver:
         self.failure_rate = failure_rate
         self.lock = threading.Lock()
         self.received = {}  # webhook-id -> count of acknowledged receipts
+        self.versions = {}  # domain -> versions in the order they were first acknowledged
         self.bad_signatures = 0
         self.port = free_port()
         self.server = None
@@ -92,6 +94,9 @@ class Receiver:
                 with receiver.lock:
                     if ok:
                         wid = self.headers["webhook-id"]
+                        if wid not in receiver.received:
+                            data = json.loads(body)["data"]
+                            receiver.versions.setdefault(data["domain"], []).append(data["version"])
                         receiver.received[wid] = receiver.received.get(wid, 0) + 1
                     else:
                         receiver.bad_signatures += 1
@@ -172,6 +177,7 @@ def main():
         assert status == 201, status
 
     accepted = {}  # domain -> tenant id
+    events = {}  # domain -> events accepted (its last version)
     accepted_lock = threading.Lock()
     next_index = [0]
     publish_errors = [0]
@@ -185,31 +191,41 @@ def main():
                 i = next_index[0]
                 next_index[0] += 1
             domain = f"chaos-{i}.example"
-            body = json.dumps({"domain": domain, "admin": {"username": "admin", "email": "a@example.com"},
-                               "attributes": {"i": i}})
-            for _ in range(2000):  # like a real client: retry the same request until it is acknowledged
-                try:
-                    if conn is None:
-                        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-                    conn.request("POST", "/tenants", body,
-                                 {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-                    r = conn.getresponse()
-                    data = r.read()
-                    if r.status in (200, 202):
-                        with accepted_lock:
-                            accepted[domain] = json.loads(data)["id"]
-                        break
-                    publish_errors[0] += 1
-                    if r.getheader("Connection", "").lower() == "close":
-                        conn.close()
+            body = {"domain": domain, "admin": {"username": "admin", "email": "a@example.com"}, "attributes": {"i": i}}
+            # A retried change that had committed before the crash answers 200 (or
+            # 409 once deleted): it changes nothing again, so each is one event.
+            steps = [("POST", "/tenants", body, (200, 202))]
+            life = [("PATCH", "{id}", {"plan": "Gold"}, (200, 202)), ("POST", "{id}/deactivate", None, (200, 202)),
+                    ("POST", "{id}/activate", None, (200, 202)), ("DELETE", "{id}", None, (202, 409))]
+            steps += life[:[0, 1, 3, 4][i % 4]]
+            tenant_id = None
+            for method, path, payload, ok in steps:
+                path = path.replace("{id}", f"/tenants/{tenant_id}")
+                for _ in range(2000):  # like a real client: retry the same request until it is acknowledged
+                    try:
+                        if conn is None:
+                            conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+                        conn.request(method, path, json.dumps(payload) if payload is not None else None,
+                                     {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                        r = conn.getresponse()
+                        data = r.read()
+                        if r.status in ok:
+                            tenant_id = tenant_id or json.loads(data)["id"]
+                            break
+                        publish_errors[0] += 1
+                        if r.getheader("Connection", "").lower() == "close":
+                            conn.close()
+                            conn = None
+                    except (OSError, http.client.HTTPException):
+                        if conn is not None:
+                            conn.close()
                         conn = None
-                except (OSError, http.client.HTTPException):
-                    if conn is not None:
-                        conn.close()
-                    conn = None
-                    time.sleep(0.05)
-            else:
-                sys.exit(f"could not publish {domain}")
+                        time.sleep(0.05)
+                else:
+                    sys.exit(f"could not publish {method} {path} of {domain}")
+            with accepted_lock:
+                accepted[domain] = tenant_id
+                events[domain] = len(steps)
 
     threads = [threading.Thread(target=publisher, daemon=True) for _ in range(args.concurrency)]
     started = time.monotonic()
@@ -254,40 +270,35 @@ def main():
     drain_s = time.monotonic() - drain_start
 
     # Check against the record: the API and what each receiver got.
-    tenants = {}
-    after = None
-    while True:
-        status, page = call(service.port, "GET", "/tenants?limit=500" + (f"&after={after}" if after else ""))
-        assert status == 200, status
-        for t in page["items"]:
-            tenants.setdefault(t["domain"], []).append(t["id"])
-        after = page["next"]
-        if not after:
-            break
+    tenants = {}  # domain -> ids, live and deleted
+    for deleted in ("false", "true"):
+        after = None
+        while True:
+            status, page = call(service.port, "GET", f"/tenants?limit=500&deleted={deleted}" + (f"&after={after}" if after else ""))
+            assert status == 200, status
+            for t in page["items"]:
+                tenants.setdefault(t["domain"], []).append(t["id"])
+            after = page["next"]
+            if not after:
+                break
     lost = sum(1 for d, tid in accepted.items() if tenants.get(d) != [tid])
     twice = sum(1 for ids in tenants.values() if len(ids) > 1)
-    status, subs = call(service.port, "GET", "/subscriptions")
-    event_of = {}
-    after = None
-    while True:
-        status, page = call(service.port, "GET", f"/subscriptions/{subs['items'][0]['id']}/deliveries?limit=500"
-                            + (f"&after={after}" if after else ""))
-        for item in page["items"]:
-            event_of[item["tenantId"]] = item["eventId"]
-        after = page["next"]
-        if not after:
-            break
-    expected = {event_of.get(tid) for tid in accepted.values()}
-    delivered = sum(len(expected & set(r.received)) for r in (healthy, flaky, late))
+    # Each environment got every event of every domain, first in the order they were accepted.
+    receivers = (healthy, flaky, late)
+    delivered = sum(len(set(r.versions.get(d, [])) & set(range(1, k + 1))) for r in receivers for d, k in events.items())
+    expected_deliveries = 3 * sum(events.values())
+    out_of_order = sum(1 for r in receivers for d, seen in r.versions.items() if seen != sorted(seen))
     duplicates = sum(sum(r.received.values()) - len(r.received) for r in (healthy, flaky, late))
     bad = sum(r.bad_signatures for r in (healthy, flaky, late))
     service.sigterm()
-    ok = lost == 0 and twice == 0 and bad == 0 and delivered == 3 * len(accepted) and len(accepted) == args.n
+    ok = (lost == 0 and twice == 0 and bad == 0 and out_of_order == 0 and delivered == expected_deliveries
+          and len(accepted) == args.n)
     if ok:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"chaos: kept {work} for inspection")
-    print(f"chaos: accepted={len(accepted)} lost={lost} created_twice={twice} delivered={delivered}/{3 * len(accepted)} "
+    print(f"chaos: accepted={len(accepted)} events={sum(events.values())} lost={lost} created_twice={twice} "
+          f"delivered={delivered}/{expected_deliveries} out_of_order={out_of_order} "
           f"duplicates={duplicates} bad_signatures={bad} crashes={crashes} sigterms={sigterms} "
           f"publish_s={published_s:.1f} drain_s={drain_s:.1f}")
     sys.exit(0 if ok else 1)
