@@ -8,6 +8,7 @@ struct Provisiond: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provisiond",
         abstract: "A durable topic that provisions every tenant in every environment.",
+        version: ProvisiondVersion.current,
         subcommands: [Serve.self]
     )
 }

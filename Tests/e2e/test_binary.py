@@ -1,5 +1,6 @@
 """The real binary: start, health, flags, signals."""
 import os
+import re
 import stat
 import subprocess
 
@@ -155,3 +156,15 @@ def test_a_port_that_cannot_be_bound_writes_nothing(tmp_path):
         assert not data.exists()  # no data dir, token or database for a start that failed
     finally:
         taken.close()
+
+
+def source_version():
+    with open(os.path.join(os.path.dirname(__file__), "../../Sources/Provisioning/Version.swift")) as f:
+        return re.search(r'current = "([^"]+)"', f.read()).group(1)
+
+
+def test_version_prints_the_version_and_exits_0():
+    p = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == source_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", p.stdout.strip())
