@@ -1,37 +1,49 @@
 # provisiond: `make run` serves on 127.0.0.1:8080 with ./data; `make test`
-# runs the whole suite. Both first install what is missing (Debian packages,
-# Python test tools), quickly when everything is there.
+# runs the whole suite. Both first install what is missing, quickly when
+# everything is there: `make run` only what building and running need (Debian
+# libraries), `make test` the test tools too (Debian and Python packages).
 
 SWIFT        ?= swift
 HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
-DEB_PACKAGES := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config curl openssl wrk nginx-light
+RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
+.PHONY: run build release test deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
 
-run: deps release
+run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-build: deps-debian
+build: deps-run
 	$(SWIFT) build
 
-release: deps-debian
+release: deps-run
 	$(SWIFT) build -c release
 
 test: deps check-openapi test-swift test-fuzz-corpus test-e2e test-contract test-chaos
 
+# Everything the tests, benchmarks and fuzzers use.
 deps: deps-debian deps-python
 
-deps-debian:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# The Debian packages listed in $(1) that are not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+# What building and running need: the C libraries and pkg-config.
+deps-run:
+	$(call apt_install,$(RUN_DEB_PACKAGES))
+
+deps-debian:
+	$(call apt_install,$(RUN_DEB_PACKAGES) $(TEST_DEB_PACKAGES))
 
 deps-python:
 	@python3 -c "import $(PY_IMPORTS)" 2>/dev/null || \

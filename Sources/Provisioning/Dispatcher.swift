@@ -421,7 +421,3 @@ public final class Dispatcher: @unchecked Sendable {
         return transition
     }
 }
-
-public enum ProvisiondVersion {
-    public static let current = "0.1.0"
-}

@@ -40,6 +40,16 @@ public final class Metrics: Sendable {
         state.withLock { $0.requests[RequestKey(method: method, route: route, status: status), default: 0] += 1 }
     }
 
+    /// What this process has counted since it started, for the shutdown
+    /// summary: tenants accepted (answered 202) and webhook attempts by
+    /// outcome (`delivered`, `retry`, `failed`).
+    public func runTotals() -> (tenantsAccepted: Int, attempts: [String: Int]) {
+        state.withLock { s in
+            let accepted = s.requests.filter { $0.key.method == "POST" && $0.key.route == "/tenants" && $0.key.status == 202 }
+            return (accepted.values.reduce(0, +), s.deliveries.reduce(into: [:]) { $0[$1.key.outcome, default: 0] += $1.value })
+        }
+    }
+
     /// Methods keep their name; anything else is "other", so clients cannot
     /// grow the metrics without bound by inventing methods.
     static func methodLabel(_ method: String) -> String {

@@ -8,6 +8,7 @@ struct Provisiond: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "provisiond",
         abstract: "A durable topic that provisions every tenant in every environment.",
+        version: ProvisiondVersion.current,
         subcommands: [Serve.self]
     )
 }
@@ -15,87 +16,138 @@ struct Provisiond: AsyncParsableCommand {
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Serve the HTTP API and deliver webhooks.",
-        discussion: "Every option can also be set by PROVISIOND_<OPTION> (PROVISIOND_PORT, PROVISIOND_DATA_DIR, ...); a flag beats the variable."
+        discussion: """
+            Every option can also be set by its variable PROVISIOND_<OPTION> (shown with each option); \
+            a flag beats the variable. Durations take ms, s, m or h (250ms, 2s, 10m).
+            """
     )
 
-    @Option(parsing: .unconditional, help: "Address to listen on.") var host: String?
-    @Option(parsing: .unconditional, help: "Port to listen on (0: any free port).") var port: String?
-    @Option(name: .customLong("data-dir"), parsing: .unconditional, help: "Directory of the database and the generated API token.") var dataDir: String?
-    @Option(name: .customLong("api-token"), parsing: .unconditional, help: "Bearer token for the API (default: generated into <data-dir>/api-token).") var apiToken: String?
-    @Option(name: .customLong("delivery-timeout"), parsing: .unconditional, help: "Time limit of one webhook attempt.") var deliveryTimeout: String?
-    @Option(name: .customLong("retry-initial"), parsing: .unconditional, help: "First retry delay.") var retryInitial: String?
-    @Option(name: .customLong("retry-max"), parsing: .unconditional, help: "Longest retry delay.") var retryMax: String?
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: "Attempts before a delivery fails (0: until it succeeds).") var maxAttempts: String?
-    @Option(name: .customLong("max-in-flight"), parsing: .unconditional, help: "Concurrent attempts per subscription.") var maxInFlight: String?
-    @Option(name: .customLong("max-outgoing"), parsing: .unconditional, help: "Concurrent attempts across all subscriptions (default 1024, lowered to what ulimit -n leaves room for).") var maxOutgoing: String?
-    @Option(name: .customLong("event-loops"), parsing: .unconditional, help: "HTTP event loop threads (0: one per core).") var eventLoops: String?
-    @Option(name: .customLong("max-connections"), parsing: .unconditional, help: "Open HTTP connections at most (default 10000).") var maxConnections: String?
-    @Option(name: .customLong("idle-timeout"), parsing: .unconditional, help: "Close idle keep-alive connections after this (default 60s).") var idleTimeout: String?
-    @Option(name: .customLong("request-timeout"), parsing: .unconditional, help: "Time for a request head to arrive, 408 after it (default 10s).") var requestTimeout: String?
-    @Option(name: .customLong("webhook-ca-file"), parsing: .unconditional, help: "PEM file of the CAs trusted for https webhooks (default: the system's).") var webhookCAFile: String?
+    // Flags are parsed by swift-argument-parser through the functions of
+    // `OptionValue`; an option left out falls back to its variable, parsed by
+    // the same function (`resolve()`), then to `ServiceConfiguration`'s
+    // default, which its help shows. `.unconditional`: `--port -1` is a bad
+    // port, not a missing value.
+    private static let defaults = ServiceConfiguration()
 
-    /// Flag, else environment variable, else nil.
-    private func value(_ flag: String?, _ option: String) -> String? {
+    @Option(parsing: .unconditional, help: help("host", "Address to listen on.", default: defaults.host),
+            transform: OptionValue.nonEmpty)
+    var host: String?
+    @Option(parsing: .unconditional, help: help("port", "Port to listen on (0: any free port).", default: defaults.port),
+            transform: OptionValue.port)
+    var port: Int?
+    @Option(parsing: .unconditional,
+            help: help("data-dir", "Directory of the database and the generated API token.", default: defaults.dataDirectory),
+            transform: OptionValue.nonEmpty)
+    var dataDir: String?
+    // Checked in resolve(), never by the parser: a rejected token must not be echoed.
+    @Option(parsing: .unconditional,
+            help: help("api-token", "Bearer token for the API.", default: "generated once into <data-dir>/api-token"))
+    var apiToken: String?
+    @Option(parsing: .unconditional,
+            help: help("delivery-timeout", "Time limit of one webhook attempt.", default: defaults.deliveryTimeout),
+            transform: OptionValue.positiveDuration)
+    var deliveryTimeout: Duration?
+    @Option(parsing: .unconditional, help: help("retry-initial", "First retry delay.", default: defaults.retryInitial),
+            transform: OptionValue.positiveDuration)
+    var retryInitial: Duration?
+    @Option(parsing: .unconditional,
+            help: help("retry-max", "Longest retry delay (at least --retry-initial).", default: defaults.retryMax),
+            transform: OptionValue.positiveDuration)
+    var retryMax: Duration?
+    @Option(parsing: .unconditional,
+            help: help("max-attempts", "Attempts before a delivery fails (0: until it succeeds).", default: defaults.maxAttempts),
+            transform: OptionValue.maxAttempts)
+    var maxAttempts: Int?
+    @Option(parsing: .unconditional,
+            help: help("max-in-flight", "Concurrent attempts per subscription.", default: defaults.maxInFlight),
+            transform: OptionValue.maxInFlight)
+    var maxInFlight: Int?
+    @Option(parsing: .unconditional,
+            help: help("max-outgoing", "Concurrent attempts across all subscriptions, lowered to what ulimit -n leaves room for.",
+                       default: defaults.maxOutgoing),
+            transform: OptionValue.maxOutgoing)
+    var maxOutgoing: Int?
+    @Option(parsing: .unconditional,
+            help: help("event-loops", "HTTP event loop threads (0: one per core).", default: defaults.eventLoops),
+            transform: OptionValue.eventLoops)
+    var eventLoops: Int?
+    @Option(parsing: .unconditional,
+            help: help("max-connections", "Open HTTP connections at most; more are answered 503.", default: defaults.maxConnections),
+            transform: OptionValue.maxConnections)
+    var maxConnections: Int?
+    @Option(parsing: .unconditional,
+            help: help("idle-timeout", "Close idle keep-alive connections after this.", default: defaults.idleTimeout),
+            transform: OptionValue.positiveDuration)
+    var idleTimeout: Duration?
+    @Option(parsing: .unconditional,
+            help: help("request-timeout", "Time for a request head to arrive (408 after it; 3 times this for the body).",
+                       default: defaults.requestTimeout),
+            transform: OptionValue.positiveDuration)
+    var requestTimeout: Duration?
+    @Option(parsing: .unconditional,
+            help: help("webhook-ca-file", "PEM file of the CAs trusted for https webhooks.", default: "the system's CAs"),
+            transform: OptionValue.caFile)
+    var webhookCAFile: String?
+    @Option(parsing: .unconditional,
+            help: help("log-level", "Least severe log lines written: trace, debug, info, notice, warning, error or critical.",
+                       default: Serve.defaultLogLevel.rawValue),
+            transform: OptionValue.logLevel)
+    var logLevel: Logger.Level?
+    @Option(parsing: .unconditional,
+            help: help("log-format", "Log lines as text or json (one object per line).", default: Serve.defaultLogFormat.rawValue),
+            transform: OptionValue.logFormat)
+    var logFormat: LogFormat?
+
+    static let defaultLogLevel = Logger.Level.info
+    static let defaultLogFormat = LogFormat.text
+
+    /// The environment variable of an option: `data-dir` → `PROVISIOND_DATA_DIR`.
+    static func variable(_ option: String) -> String {
+        "PROVISIOND_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// An option's help, ending with its default and its variable.
+    private static func help(_ option: String, _ text: String, default value: Any) -> ArgumentHelp {
+        let duration = (value as? Duration).map(DurationParser.format)
+        return ArgumentHelp(
+            "\(text) (default: \(duration ?? "\(value)"), env: \(variable(option)))",
+            valueName: duration != nil ? "duration" : (value is Int ? "n" : nil))
+    }
+
+    /// The flag if given, else the option's variable parsed as the flag would be, else nil.
+    private func value<T>(_ flag: T?, _ option: String, _ parse: (String) throws -> T) throws -> T? {
         if let flag { return flag }
-        let variable = "PROVISIOND_" + option.uppercased().replacingOccurrences(of: "-", with: "_")
-        return ProcessInfo.processInfo.environment[variable]
+        let variable = Serve.variable(option)
+        guard let text = ProcessInfo.processInfo.environment[variable] else { return nil }
+        do {
+            return try parse(text)
+        } catch {
+            throw ValidationError("The value '\(text)' of \(variable) is invalid for '--\(option)': \(error)")
+        }
     }
 
     func resolve() throws -> ServiceConfiguration {
-        var config = ServiceConfiguration()
-        func integer(_ flag: String?, _ option: String, _ range: ClosedRange<Int>) throws -> Int? {
-            guard let text = value(flag, option) else { return nil }
-            guard let number = Int(text), range.contains(number) else {
-                throw ValidationError("--\(option): '\(text)' is not a whole number from \(range.lowerBound) to \(range.upperBound)")
-            }
-            return number
-        }
-        func duration(_ flag: String?, _ option: String) throws -> Duration? {
-            guard let text = value(flag, option) else { return nil }
-            guard let duration = DurationParser.parse(text) else {
-                throw ValidationError("--\(option): '\(text)' is not a duration (use ms, s, m or h, as in 250ms, 2s, 10m)")
-            }
-            return duration
-        }
-        if let host = value(host, "host") {
-            guard !host.isEmpty else { throw ValidationError("--host: must not be empty") }
-            config.host = host
-        }
-        config.port = try integer(port, "port", 0...65535) ?? config.port
-        if let dir = value(dataDir, "data-dir") {
-            guard !dir.isEmpty else { throw ValidationError("--data-dir: must not be empty") }
-            config.dataDirectory = dir
-        }
-        if let token = value(apiToken, "api-token") {
+        var config = Serve.defaults
+        config.host = try value(host, "host", OptionValue.nonEmpty) ?? config.host
+        config.port = try value(port, "port", OptionValue.port) ?? config.port
+        config.dataDirectory = try value(dataDir, "data-dir", OptionValue.nonEmpty) ?? config.dataDirectory
+        if let token = apiToken ?? ProcessInfo.processInfo.environment[Serve.variable("api-token")] {
             guard !token.isEmpty, token.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
                 throw ValidationError("--api-token: must be non-empty printable ASCII without spaces")
             }
             config.apiToken = token
         }
-        config.deliveryTimeout = try duration(deliveryTimeout, "delivery-timeout") ?? config.deliveryTimeout
-        config.retryInitial = try duration(retryInitial, "retry-initial") ?? config.retryInitial
-        config.retryMax = try duration(retryMax, "retry-max") ?? config.retryMax
-        config.maxAttempts = try integer(maxAttempts, "max-attempts", 0...1_000_000) ?? config.maxAttempts
-        config.maxInFlight = try integer(maxInFlight, "max-in-flight", 1...10_000) ?? config.maxInFlight
-        config.maxOutgoing = try integer(maxOutgoing, "max-outgoing", 1...100_000) ?? config.maxOutgoing
-        config.eventLoops = try integer(eventLoops, "event-loops", 0...256) ?? config.eventLoops
-        config.maxConnections = try integer(maxConnections, "max-connections", 1...1_000_000) ?? config.maxConnections
-        config.idleTimeout = try duration(idleTimeout, "idle-timeout") ?? config.idleTimeout
-        config.requestTimeout = try duration(requestTimeout, "request-timeout") ?? config.requestTimeout
-        if let caFile = value(webhookCAFile, "webhook-ca-file") {
-            // Checked now: a typo would otherwise show only as a TLS error on every https delivery.
-            guard let pem = FileManager.default.contents(atPath: caFile) else {
-                throw ValidationError("--webhook-ca-file: cannot read '\(caFile)'")
-            }
-            guard String(decoding: pem, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
-                throw ValidationError("--webhook-ca-file: '\(caFile)' holds no PEM certificate")
-            }
-            config.webhookCAFile = caFile
-        }
-        guard config.idleTimeout > .zero else { throw ValidationError("--idle-timeout: must be more than 0") }
-        guard config.requestTimeout > .zero else { throw ValidationError("--request-timeout: must be more than 0") }
-        guard config.deliveryTimeout > .zero else { throw ValidationError("--delivery-timeout: must be more than 0") }
-        guard config.retryInitial > .zero else { throw ValidationError("--retry-initial: must be more than 0") }
+        config.deliveryTimeout = try value(deliveryTimeout, "delivery-timeout", OptionValue.positiveDuration) ?? config.deliveryTimeout
+        config.retryInitial = try value(retryInitial, "retry-initial", OptionValue.positiveDuration) ?? config.retryInitial
+        config.retryMax = try value(retryMax, "retry-max", OptionValue.positiveDuration) ?? config.retryMax
+        config.maxAttempts = try value(maxAttempts, "max-attempts", OptionValue.maxAttempts) ?? config.maxAttempts
+        config.maxInFlight = try value(maxInFlight, "max-in-flight", OptionValue.maxInFlight) ?? config.maxInFlight
+        config.maxOutgoing = try value(maxOutgoing, "max-outgoing", OptionValue.maxOutgoing) ?? config.maxOutgoing
+        config.eventLoops = try value(eventLoops, "event-loops", OptionValue.eventLoops) ?? config.eventLoops
+        config.maxConnections = try value(maxConnections, "max-connections", OptionValue.maxConnections) ?? config.maxConnections
+        config.idleTimeout = try value(idleTimeout, "idle-timeout", OptionValue.positiveDuration) ?? config.idleTimeout
+        config.requestTimeout = try value(requestTimeout, "request-timeout", OptionValue.positiveDuration) ?? config.requestTimeout
+        config.webhookCAFile = try value(webhookCAFile, "webhook-ca-file", OptionValue.caFile)
         guard config.retryMax >= config.retryInitial else {
             throw ValidationError("--retry-max: must be at least --retry-initial (\(DurationParser.format(config.retryInitial)))")
         }
@@ -104,23 +156,104 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let config = try resolve()
+        let level = try value(logLevel, "log-level", OptionValue.logLevel) ?? Serve.defaultLogLevel
+        let format = try value(logFormat, "log-format", OptionValue.logFormat) ?? Serve.defaultLogFormat
+        LoggingSystem.bootstrap { _ in LineLogHandler(format: format, level: level) }
+        let started = ContinuousClock.now
         let signals = SignalWaiter([SIGTERM, SIGINT])
-        var logger = Logger(label: "provisiond")
-        logger.logLevel = .info
+        let logger = Logger(label: "provisiond")
         let service: ProvisioningService
+        let backlog: Int
         do {
             service = try ProvisioningService(configuration: config, logger: logger)
+            backlog = try service.store.pendingBacklog()
         } catch {
             throw StartupError(message: "\(error)")
         }
         let port = try service.start()
         let shownHost = config.host.contains(":") ? "[\(config.host)]" : config.host
-        logger.info("listening on http://\(shownHost):\(port)")
+        logger.info("listening on http://\(shownHost):\(port)", metadata: [
+            "version": "\(ProvisiondVersion.current)",
+            "store": "sqlite \(service.store.path)",
+            "backlog": .stringConvertible(backlog),
+        ])
 
         let signal = await signals.wait()
         logger.info("received \(signal == SIGTERM ? "SIGTERM" : "SIGINT"), shutting down")
         await service.shutdown()
-        logger.info("stopped")
+        let uptime = Double((ContinuousClock.now - started).milliseconds) / 1000
+        let totals = service.runTotals()
+        let delivered = totals.attempts["delivered", default: 0]
+        let failedAttempts = totals.attempts["retry", default: 0] + totals.attempts["failed", default: 0]
+        logger.info(
+            "stopped after \(DurationParser.format(.seconds(Int64(uptime)))): \(totals.tenantsAccepted) tenants accepted, \(delivered) deliveries made, \(failedAttempts) attempts failed",
+            metadata: [
+                "uptime_seconds": .stringConvertible(uptime),
+                "tenants_accepted": .stringConvertible(totals.tenantsAccepted),
+                "deliveries_made": .stringConvertible(delivered),
+                "attempts_failed": .stringConvertible(failedAttempts),
+            ])
+    }
+}
+
+/// How each option's text becomes its value, for its flag and its variable alike.
+/// A thrown error's description completes "The value 'x' is invalid for '--option': ...".
+enum OptionValue {
+    struct Invalid: Error, CustomStringConvertible {
+        let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static let port = integer(0...65535)
+    static let maxAttempts = integer(0...1_000_000)
+    static let maxInFlight = integer(1...10_000)
+    static let maxOutgoing = integer(1...100_000)
+    static let eventLoops = integer(0...256)
+    static let maxConnections = integer(1...1_000_000)
+
+    static func integer(_ range: ClosedRange<Int>) -> @Sendable (String) throws -> Int {
+        { text in
+            guard let number = Int(text), range.contains(number) else {
+                throw Invalid("not a whole number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+    }
+
+    @Sendable static func nonEmpty(_ text: String) throws -> String {
+        guard !text.isEmpty else { throw Invalid("must not be empty") }
+        return text
+    }
+
+    @Sendable static func positiveDuration(_ text: String) throws -> Duration {
+        guard let duration = DurationParser.parse(text) else {
+            throw Invalid("not a duration (use ms, s, m or h, as in 250ms, 2s, 10m)")
+        }
+        guard duration > .zero else { throw Invalid("must be more than 0") }
+        return duration
+    }
+
+    /// Checked at start: a typo would otherwise show only as a TLS error on every https delivery.
+    @Sendable static func caFile(_ path: String) throws -> String {
+        guard let pem = FileManager.default.contents(atPath: path) else { throw Invalid("cannot read the file") }
+        guard String(decoding: pem, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+            throw Invalid("the file holds no PEM certificate")
+        }
+        return path
+    }
+
+    @Sendable static func logLevel(_ text: String) throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: text) else {
+            throw Invalid("not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return level
+    }
+
+    @Sendable static func logFormat(_ text: String) throws -> LogFormat {
+        guard let format = LogFormat(rawValue: text) else {
+            throw Invalid("not one of \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return format
     }
 }
 

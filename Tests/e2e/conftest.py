@@ -36,7 +36,7 @@ class Provisiond:
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
                 f.seek(start_offset)
-                m = re.search(rb"listening on http://[^\s]+:(\d+)", f.read())
+                m = re.search(rb"listening on http://[^\s\"]+:(\d+)", f.read())
             if m:
                 self.port = int(m.group(1))
                 return self

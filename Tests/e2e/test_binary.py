@@ -1,11 +1,16 @@
 """The real binary: start, health, flags, signals."""
+import datetime
+import json
 import os
+import re
+import signal
 import stat
 import subprocess
 
+import pytest
 import requests
 
-from conftest import BIN, Provisiond
+from conftest import BIN, Provisiond, wait_until
 
 
 def test_healthz_and_graceful_sigterm(service):
@@ -60,12 +65,186 @@ def test_negative_numbers_are_named_as_bad_values_not_missing_ones(tmp_path):
     for option in ["--port", "--max-attempts", "--max-in-flight"]:
         code, lines = run_bad(option, "-1", "--data-dir", str(tmp_path / "d"))
         assert code == 2 and len(lines) == 1, lines
-        assert f"{option}: '-1' is not a whole number" in lines[0], lines
+        assert f"The value '-1' is invalid for '{option}" in lines[0], lines
+        assert "not a whole number" in lines[0], lines
 
 
 def test_bad_environment_value_exits_2(tmp_path):
     code, lines = run_bad("--data-dir", str(tmp_path / "d"), env={"PROVISIOND_PORT": "99999"})
-    assert code == 2 and len(lines) == 1 and "port" in lines[0]
+    assert code == 2 and len(lines) == 1, lines
+    assert "'99999' of PROVISIOND_PORT is invalid for '--port'" in lines[0], lines
+
+
+def test_bad_log_level_or_format_exits_2_with_one_line(tmp_path):
+    for args, env, named in [
+        (["--log-level", "loud"], {}, "--log-level"),
+        (["--log-format", "xml"], {}, "--log-format"),
+        ([], {"PROVISIOND_LOG_LEVEL": "verbose"}, "PROVISIOND_LOG_LEVEL"),
+        ([], {"PROVISIOND_LOG_FORMAT": "yaml"}, "PROVISIOND_LOG_FORMAT"),
+    ]:
+        code, lines = run_bad(*args, "--port", "0", "--data-dir", str(tmp_path / "d"), env=env)
+        assert code == 2 and len(lines) == 1, (args, env, lines)
+        assert named in lines[0], lines
+    assert not (tmp_path / "d").exists()
+
+
+# ---------------------------------------------------------------------------
+# --version, --help, logs
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+SERVE_OPTIONS = [
+    "host", "port", "data-dir", "api-token", "delivery-timeout", "retry-initial", "retry-max",
+    "max-attempts", "max-in-flight", "max-outgoing", "event-loops", "max-connections",
+    "idle-timeout", "request-timeout", "webhook-ca-file", "log-level", "log-format",
+]
+LEVELS = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+
+def source_version():
+    with open(os.path.join(ROOT, "Sources/Provisioning/Version.swift")) as f:
+        return re.search(r'current = "([^"]+)"', f.read()).group(1)
+
+
+def test_version_prints_the_version_and_exits_0():
+    p = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == source_version()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", p.stdout.strip())
+
+
+def help_entries(text):
+    """{option: its help text on one line} from the OPTIONS section of a --help."""
+    entries, current = {}, None
+    for line in text.split("OPTIONS:", 1)[1].splitlines():
+        m = re.match(r"^  (?:-\w, )?--([\w-]+)", line)
+        if m:
+            current = m.group(1)
+            entries[current] = line
+        elif current and line.startswith("    "):
+            entries[current] += " " + line.strip()
+    return {k: re.sub(r"\s+", " ", v) for k, v in entries.items()}
+
+
+def test_serve_help_shows_every_option_with_its_default_and_variable():
+    p = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    entries = help_entries(p.stdout)
+    missing = [o for o in SERVE_OPTIONS if o not in entries]
+    assert not missing, (missing, p.stdout)
+    for option, text in entries.items():
+        if option in ("help", "version"):
+            continue
+        variable = "PROVISIOND_" + option.upper().replace("-", "_")
+        assert re.search(r"\(default: [^,()]+(\([^)]*\)[^,()]*)*, env: " + variable + r"\)", text), (option, text)
+    assert "(default: 8080, env: PROVISIOND_PORT)" in entries["port"]
+    assert "(default: info, env: PROVISIOND_LOG_LEVEL)" in entries["log-level"]
+    assert "(default: text, env: PROVISIOND_LOG_FORMAT)" in entries["log-format"]
+
+
+def parse_json_lines(output):
+    objects = []
+    for line in output.splitlines():
+        obj = json.loads(line)  # every line is one JSON object
+        assert isinstance(obj, dict), line
+        assert obj["level"] in LEVELS, line
+        assert isinstance(obj["message"], str), line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", obj["time"]), line
+        datetime.datetime.fromisoformat(obj["time"].replace("Z", "+00:00"))
+        objects.append(obj)
+    return objects
+
+
+def test_json_logs_carry_version_store_and_backlog_at_start_and_a_summary_at_stop(tmp_path):
+    data = str(tmp_path / "d")
+    first = Provisiond(data, "--log-format", "json", "--api-token", "t0k").start()
+    s = first.api()
+    assert s.post(first.url + "/subscriptions", json={"name": "down", "url": "http://127.0.0.1:9/x"}).status_code == 201
+    for i in range(3):
+        assert s.post(first.url + "/tenants", json={"domain": f"json{i}.example",
+                      "admin": {"username": "a", "email": "a@x.io"}}).status_code == 202
+    assert first.stop() == 0
+    logs = parse_json_lines(first.output())
+    start = next(o for o in logs if o["message"].startswith("listening on http://127.0.0.1:"))
+    assert re.fullmatch(r"listening on http://127\.0\.0\.1:\d+", start["message"])
+    assert start["level"] == "info"
+    assert start["version"] == source_version()
+    assert start["store"] == "sqlite " + os.path.join(data, "provisiond.sqlite3")
+    assert start["backlog"] == 0
+    summary = logs[-1]
+    assert summary["message"].startswith("stopped"), summary
+    assert summary["tenants_accepted"] == 3 and summary["deliveries_made"] == 0, summary
+    assert isinstance(summary["uptime_seconds"], (int, float)), summary
+
+    # The three deliveries to the receiver that is down are the next start's backlog.
+    second = Provisiond(data, "--log-format", "json", "--api-token", "t0k").start()
+    second.stop()
+    logs = parse_json_lines(second.output())
+    starts = [o for o in logs if o["message"].startswith("listening on")]
+    assert starts[-1]["backlog"] == 3, starts
+
+
+def test_text_logs_are_one_line_per_event_with_the_start_fields(service):
+    service.stop()
+    lines = service.output().splitlines()
+    start = next(l for l in lines if "listening on http://" in l)
+    assert re.match(r"^\S+Z info listening on http://127\.0\.0\.1:\d+ ", start), start
+    assert f"version={source_version()}" in start and "backlog=0" in start and 'store="sqlite ' in start, start
+    assert re.search(r" info stopped after .* tenants accepted", lines[-1]), lines[-1]
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_log_level_warning_hides_info_lines(tmp_path):
+    # With no info line there is no "listening on" to wait for: a known port and /healthz instead.
+    for args, env in [(["--log-level", "warning"], {}), ([], {"PROVISIOND_LOG_LEVEL": "warning"})]:
+        port = free_port()
+        log = tmp_path / "out.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIOND_")} | env
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([BIN, "serve", "--port", str(port), "--data-dir", str(tmp_path / "d"), *args],
+                                    stdout=out, stderr=out, env=env)
+            try:
+                wait_until(lambda: _healthy(port), what="provisiond to answer /healthz")
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(30) == 0
+        assert log.read_text() == "", log.read_text()
+
+
+def _healthy(port):
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_log_line_holds_the_token_or_a_secret(tmp_path, log_format):
+    token = "tok-" + os.urandom(12).hex()
+    data = str(tmp_path / "d")
+    s = Provisiond(data, "--log-format", log_format, "--log-level", "trace", "--api-token", token).start()
+    api = s.api()
+    r = api.post(s.url + "/subscriptions", json={"name": "down", "url": "http://127.0.0.1:9/x"})
+    assert r.status_code == 201
+    secret = r.json()["secret"]
+    api.post(s.url + "/tenants", json={"domain": "secret.example", "admin": {"username": "a", "email": "a@x.io"}})
+    requests.get(s.url + "/tenants", headers={"Authorization": "Bearer wrong-" + token})
+    wait_until(lambda: "127.0.0.1:9" in s.output(), what="a failed attempt at debug")
+    s.stop()
+    # Without --api-token: the generated one, stored in the data dir.
+    g = Provisiond(str(tmp_path / "g"), "--log-format", log_format, "--log-level", "trace").start()
+    generated = g.token
+    g.stop()
+    for output in (s.output(), g.output()):
+        assert output.strip()
+        for line in output.splitlines():
+            assert token not in line and secret not in line and generated not in line, line
+            assert secret.removeprefix("whsec_") not in line, line
 
 
 def test_unusable_data_dir_exits_2(tmp_path):
