@@ -59,6 +59,7 @@ struct ProvisioningAPI: Sendable {
 
     private func makeRouter() -> Router {
         var router = Router()
+        router.get("/") { _ in StatusPage.response }
         router.get("/healthz") { _ in .json(200, .object([("status", .string("ok"))])) }
         router.get("/readyz") { _ in
             await store.isUsable()
