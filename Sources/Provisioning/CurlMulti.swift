@@ -18,6 +18,9 @@ final class WebhookAttempt {
     /// costs no more than that. Reaching it ends the transfer.
     static let maxResponseBytes = 64 * 1024
     private(set) var responseBytes = 0
+    /// The first 1 KiB of the answer's body, kept for the attempt history.
+    private(set) var responsePrefix: [UInt8] = []
+    static let keptResponseBytes = 1024
     /// The body reached `maxResponseBytes` and the transfer was cut there on purpose.
     private(set) var responseCut = false
     private var headers: UnsafeMutablePointer<curl_slist>?
@@ -66,8 +69,8 @@ final class WebhookAttempt {
         provisiond_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         // The receiver's answer body is not needed: count it and drop it, up to the cap.
         provisiond_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, Unmanaged.passUnretained(self).toOpaque())
-        provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { _, size, count, attempt in
-            Unmanaged<WebhookAttempt>.fromOpaque(attempt!).takeUnretainedValue().received(size * count)
+        provisiond_easy_setopt_write_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, attempt in
+            Unmanaged<WebhookAttempt>.fromOpaque(attempt!).takeUnretainedValue().received(data, size * count)
         }
     }
 
@@ -78,7 +81,11 @@ final class WebhookAttempt {
     }
 
     /// Returns what libcurl should count as taken; less than `count` ends the transfer.
-    private func received(_ count: Int) -> Int {
+    private func received(_ data: UnsafeMutablePointer<CChar>?, _ count: Int) -> Int {
+        let keep = min(count, WebhookAttempt.keptResponseBytes - responsePrefix.count)
+        if keep > 0, let data {
+            responsePrefix.append(contentsOf: UnsafeRawBufferPointer(start: data, count: keep))
+        }
         responseBytes += count
         guard responseBytes > WebhookAttempt.maxResponseBytes else { return count }
         responseCut = true

@@ -38,6 +38,9 @@ struct AttemptOutcome: Sendable {
     let status: Int?
     let error: String?
     let nextAttemptAt: Int64?
+    let durationMs: Int64
+    /// The first 1 KiB of the answer's body.
+    let response: [UInt8]
 }
 
 extension TopicStore {
@@ -115,10 +118,25 @@ extension TopicStore {
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
                      outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)])
-                if changed > 0, outcome.delivered, let domain = outcome.delivery.domain {
+                guard changed > 0 else { continue }
+                if outcome.delivered, let domain = outcome.delivery.domain {
                     try db.run(TopicStore.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
                                                            .integer(outcome.delivery.eventSeq)])
                 }
+                try TopicStore.keepAttempt(db, outcome)
+            }
+            // The subscription's last attempt, for its health (outcomes come in the order they finished).
+            var last: [Int64: AttemptOutcome] = [:]
+            for outcome in outcomes { last[outcome.subscriptionSeq] = outcome }
+            for (subscription, outcome) in last {
+                try db.run(
+                    """
+                    UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
+                        last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END
+                    WHERE seq = ?
+                    """,
+                    [.integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
+                     .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .integer(subscription)])
             }
             for (subscription, breaker) in breakers {
                 try db.run(
@@ -134,6 +152,22 @@ extension TopicStore {
             }
             for event in operational { try TopicStore.publish(db, event, now: now) }
         }, completion: completion)
+    }
+
+    /// Records one attempt and keeps the delivery's last 10.
+    static func keepAttempt(_ db: SQLiteConnection, _ outcome: AttemptOutcome) throws {
+        try db.run(
+            "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)",
+            [.integer(outcome.delivery.seq), .integer(outcome.attemptedAt), .integer(outcome.durationMs),
+             .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
+             outcome.response.isEmpty ? .null : .blob(outcome.response)])
+        if outcome.delivery.attempts >= 10 {
+            try db.run(
+                """
+                DELETE FROM attempts WHERE delivery_seq = ?1 AND seq <= (
+                    SELECT seq FROM attempts WHERE delivery_seq = ?1 ORDER BY seq DESC LIMIT 1 OFFSET 10)
+                """, [.integer(outcome.delivery.seq)])
+        }
     }
 
     /// The next unacknowledged event of a (subscription, domain) line after

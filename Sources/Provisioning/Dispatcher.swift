@@ -332,7 +332,7 @@ public final class Dispatcher: @unchecked Sendable {
         if delivered {
             let outcome = AttemptOutcome(
                 subscriptionSeq: attempt.subscriptionSeq, delivery: attempt.delivery, delivered: true, failed: false, attemptedAt: attempt.startedAt,
-                status: status, error: nil, nextAttemptAt: nil)
+                status: status, error: nil, nextAttemptAt: nil, durationMs: now - attempt.startedAt, response: attempt.responsePrefix)
             return (outcome, nil)
         }
         let timeoutMs = Int(settings.deliveryTimeout.milliseconds)
@@ -353,7 +353,8 @@ public final class Dispatcher: @unchecked Sendable {
         let outcome = AttemptOutcome(
             subscriptionSeq: attempt.subscriptionSeq, delivery: attempt.delivery, delivered: false, failed: exhausted, attemptedAt: attempt.startedAt,
             status: status, error: error,
-            nextAttemptAt: exhausted ? nil : now + settings.policy.delayMillis(failures: attemptsSoFar, retryAfterMillis: retryAfter))
+            nextAttemptAt: exhausted ? nil : now + settings.policy.delayMillis(failures: attemptsSoFar, retryAfterMillis: retryAfter),
+            durationMs: now - attempt.startedAt, response: attempt.responsePrefix)
         return (outcome, retryAfter)
     }
 

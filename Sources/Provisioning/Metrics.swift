@@ -9,6 +9,7 @@ public final class Metrics: Sendable {
         var latencyBuckets = [Int](repeating: 0, count: Metrics.latencyBounds.count)
         var latencyCount = 0
         var latencySum = 0.0
+        var rates: [String: DeliveryRate] = [:]
     }
 
     struct DeliveryKey: Hashable { let subscription: String; let outcome: String }
@@ -25,7 +26,16 @@ public final class Metrics: Sendable {
     public func tenantCreated() { state.withLock { $0.tenantsTotal += 1 } }
 
     public func delivery(subscription: String, outcome: String) {
-        state.withLock { $0.deliveries[DeliveryKey(subscription: subscription, outcome: outcome), default: 0] += 1 }
+        state.withLock { s in
+            s.deliveries[DeliveryKey(subscription: subscription, outcome: outcome), default: 0] += 1
+            if outcome == "delivered" { s.rates[subscription, default: DeliveryRate()].count(atSecond: WallClock.nowMillis() / 1000) }
+        }
+    }
+
+    /// Acknowledgements per subscription name in the last minute.
+    public func deliveredLastMinute() -> [String: Int] {
+        let second = WallClock.nowMillis() / 1000
+        return state.withLock { $0.rates.mapValues { $0.lastMinute(atSecond: second) } }
     }
 
     public func acknowledged(afterSeconds seconds: Double) {

@@ -81,6 +81,26 @@ public struct Subscription: Sendable {
     public var createdAt: Int64
     public var events: [EventType]
     public var counts: DeliveryCounts
+    /// Set while it counts as down (failing in a row): since when.
+    public var downSince: Int64?
+    public var lastAttemptAt: Int64?
+    public var lastSuccessAt: Int64?
+    public var lastStatus: Int?
+    /// Of the last attempt; nil when it succeeded.
+    public var lastError: String?
+    /// When its oldest pending delivery was created.
+    public var oldestPendingAt: Int64?
+
+    /// `paused` wins over `down`.
+    public var state: String { paused ? "paused" : (downSince != nil ? "down" : "up") }
+}
+
+/// Live tenants by status.
+public struct TenantStats: Sendable {
+    public var pending = 0
+    public var provisioned = 0
+    public var failed = 0
+    public var total: Int { pending + provisioned + failed }
 }
 
 public struct Page<Item: Sendable>: Sendable {

@@ -35,6 +35,8 @@ struct ProvisioningAPI: Sendable {
                     ? "Authorization header missing: send Authorization: Bearer <token>"
                     : "Authorization header does not carry a valid bearer token"
                 response = .problem(401, detail: detail, headers: headers)
+            } else if case .found = match, let refused = ProvisioningAPI.refusedInput(request, route: route) {
+                response = refused
             } else {
                 response = await router.respond(to: request, match: match)
             }
@@ -47,7 +49,33 @@ struct ProvisioningAPI: Sendable {
         guard let first = request.pathSegments.first else { return false }
         // Segments are percent-decoded: "/tenants%2Fx" arrives as one segment "tenants/x" and must not slip past.
         let top = first.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return top == "tenants" || top == "subscriptions"
+        return top == "tenants" || top == "subscriptions" || top == "status"
+    }
+
+    /// Query parameters each route reads; any other is refused with 400, so
+    /// a typo (`?stauts=failed`) is not silently a listing of everything.
+    static let queryParameters: [String: Set<String>] = [
+        "/tenants": ["domain", "status", "deleted", "limit", "after"],
+        "/tenants/{id}/events": ["limit", "after"],
+        "/subscriptions/{id}/deliveries": ["state", "limit", "after"],
+    ]
+
+    /// 400 for an unknown query parameter, 415 for a body that is not JSON; nil if neither.
+    static func refusedInput(_ request: HTTPRequest, route: String) -> HTTPResponse? {
+        let allowed = queryParameters[route] ?? []
+        if let unknown = request.query.first(where: { !allowed.contains($0.name) }) {
+            return .problem(400, detail: "\(unknown.name): unknown query parameter" + (allowed.isEmpty ? "" : " (known: \(allowed.sorted().joined(separator: ", ")))"))
+        }
+        if !request.body.isEmpty, let type = request.headers["Content-Type"], !isJSON(type) {
+            return .problem(415, detail: "Content-Type: \(type) is not JSON; send Content-Type: application/json")
+        }
+        return nil
+    }
+
+    /// `application/json` or a `+json` type, with any parameters (charset).
+    static func isJSON(_ contentType: String) -> Bool {
+        let type = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
     }
 
     func authorized(_ request: HTTPRequest) -> Bool {
@@ -116,14 +144,14 @@ struct ProvisioningAPI: Sendable {
                 let patch = try SubscriptionPatch.parse(request.body)
                 let id = request.pathParameters["id"]!
                 guard let subscription = try await store.updateSubscription(id: id, patch) else { return notFound(id) }
-                if patch.paused == false || patch.url != nil { subscriptionRevived(id) }
+                if patch.paused == false || patch.url != nil { subscriptionRevived(subscription.id) }
                 return .json(200, Representation.subscription(subscription))
             }
         }
         router.delete("/subscriptions/{id}") { request in
             await handle {
                 let id = request.pathParameters["id"]!
-                guard try await store.deleteSubscription(id: id) else { return notFound(id) }
+                guard try await store.deleteSubscription(id: id) != nil else { return notFound(id) }
                 return HTTPResponse(status: 204)
             }
         }
@@ -154,11 +182,40 @@ struct ProvisioningAPI: Sendable {
         router.post("/subscriptions/{id}/retry") { request in
             await handle {
                 let id = request.pathParameters["id"]!
-                guard let count = try await store.retryFailed(subscriptionId: id) else { return notFound(id) }
+                guard let retry = try await store.retryFailed(subscriptionId: id) else { return notFound(id) }
                 // Even with nothing failed: an operator who fixed a receiver asks to try it now,
                 // not after the breaker's backoff; the first success makes the backlog due.
-                subscriptionRevived(id)
-                return .json(202, .object([("requeued", .int(count))]))
+                subscriptionRevived(retry.id)
+                if retry.requeued > 0 { deliveriesCreated() }
+                return .json(202, .object([("requeued", .int(retry.requeued)), ("probing", .bool(retry.probing))]))
+            }
+        }
+        router.post("/subscriptions/{id}/replay") { request in
+            await handle {
+                let since = try ReplayRequest.parse(request.body).since
+                let id = request.pathParameters["id"]!
+                guard let replayed = try await store.replay(subscriptionId: id, since: since) else { return notFound(id) }
+                deliveriesCreated()
+                return .json(202, .object([("replayed", .int(replayed))]))
+            }
+        }
+        router.get("/subscriptions/{id}/deliveries/{eventId}/attempts") { request in
+            await handle {
+                let id = request.pathParameters["id"]!, eventId = request.pathParameters["eventId"]!
+                switch try await store.attempts(subscriptionId: id, eventId: eventId) {
+                case .noSubscription: return notFound(id)
+                case .noDelivery: return .problem(404, detail: "eventId: subscription \(id) has no delivery of event \(eventId)")
+                case .found(let attempts):
+                    return .json(200, .object([("items", .array(attempts.map(Representation.attempt)))]))
+                }
+            }
+        }
+        router.get("/status") { _ in
+            await handle {
+                async let subscriptions = store.subscriptions()
+                async let tenants = store.tenantStats()
+                let delivered = metrics.deliveredLastMinute()
+                return .json(200, Representation.status(try await subscriptions, tenants: try await tenants, deliveredLastMinute: delivered))
             }
         }
         return router

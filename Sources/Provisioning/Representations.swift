@@ -40,6 +40,28 @@ enum Representation {
         ]
     }
 
+    static func attempt(_ attempt: Attempt) -> JSON {
+        .object([
+            ("at", time(attempt.at)), ("durationMs", .int(Int(attempt.durationMs))), ("status", .optional(attempt.status)),
+            ("error", .optional(attempt.error)),
+            ("response", attempt.response.map { .string(String(decoding: $0, as: UTF8.self)) } ?? .null),
+        ])
+    }
+
+    static func status(_ subscriptions: [Subscription], tenants: TenantStats, deliveredLastMinute: [String: Int]) -> JSON {
+        .object([
+            ("subscriptions", .array(subscriptions.map { subscription in
+                var members = self.subscription(subscription).objectMembers ?? []
+                members.append(("deliveredLastMinute", .int(deliveredLastMinute[subscription.name] ?? 0)))
+                return .object(members)
+            })),
+            ("tenants", .object([
+                ("total", .int(tenants.total)), ("pending", .int(tenants.pending)),
+                ("provisioned", .int(tenants.provisioned)), ("failed", .int(tenants.failed)),
+            ])),
+        ])
+    }
+
     static func event(_ event: TenantEvent) -> JSON {
         .object([
             ("id", .string(event.id)), ("type", .string(event.type)), ("version", .int(event.version)),
@@ -61,6 +83,14 @@ enum Representation {
                 ("delivered", .int(subscription.counts.delivered)),
                 ("failed", .int(subscription.counts.failed)),
             ])),
+        ]
+        members += [
+            ("state", .string(subscription.state)),
+            ("oldestPendingAt", time(subscription.oldestPendingAt)),
+            ("lastAttemptAt", time(subscription.lastAttemptAt)),
+            ("lastSuccessAt", time(subscription.lastSuccessAt)),
+            ("lastStatus", .optional(subscription.lastStatus)),
+            ("lastError", .optional(subscription.lastError)),
         ]
         if let secret { members.append(("secret", .string(secret))) }
         return .object(members)

@@ -130,6 +130,80 @@ public enum Schema {
         ALTER TABLE subscriptions ADD COLUMN events TEXT NOT NULL
             DEFAULT ',tenant.created,tenant.updated,tenant.deactivated,tenant.activated,tenant.deleted,';
         """,
+        // 5: health and counts kept as the store changes, so reading them takes
+        // the same time whatever the backlog. Triggers on deliveries keep the
+        // counts in the transaction that changes a state, whichever code path
+        // it is; the last attempt's outcome is written with it. And the last
+        // attempts of each delivery, for an operator asking why.
+        """
+        ALTER TABLE deliveries ADD COLUMN created_at INTEGER;   -- Unix ms; null for deliveries from before
+        ALTER TABLE subscriptions ADD COLUMN pending_n INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE subscriptions ADD COLUMN delivered_n INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE subscriptions ADD COLUMN failed_n INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE subscriptions ADD COLUMN last_attempt_at INTEGER;
+        ALTER TABLE subscriptions ADD COLUMN last_success_at INTEGER;
+        ALTER TABLE subscriptions ADD COLUMN last_status INTEGER;
+        ALTER TABLE subscriptions ADD COLUMN last_error TEXT;
+        ALTER TABLE tenants ADD COLUMN pending_n INTEGER NOT NULL DEFAULT 0;  -- its pending deliveries
+        ALTER TABLE tenants ADD COLUMN failed_n INTEGER NOT NULL DEFAULT 0;   -- its failed deliveries
+        CREATE TABLE tenant_stats (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+
+        UPDATE subscriptions SET
+            pending_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 0),
+            delivered_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 1),
+            failed_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 2),
+            last_attempt_at = (SELECT max(last_attempt_at) FROM deliveries WHERE subscription_seq = subscriptions.seq),
+            last_success_at = (SELECT max(delivered_at) FROM deliveries WHERE subscription_seq = subscriptions.seq);
+        UPDATE tenants SET
+            pending_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 0),
+            failed_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 2);
+        INSERT INTO tenant_stats (status, n) VALUES ('pending', 0), ('provisioned', 0), ('failed', 0);
+        UPDATE tenant_stats SET n = (
+            SELECT count(*) FROM tenants WHERE deleted_at IS NULL AND
+                CASE WHEN failed_n > 0 THEN 'failed' WHEN pending_n > 0 THEN 'pending' ELSE 'provisioned' END = tenant_stats.status);
+
+        CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries BEGIN
+            UPDATE subscriptions SET pending_n = pending_n + (NEW.state = 0), delivered_n = delivered_n + (NEW.state = 1),
+                failed_n = failed_n + (NEW.state = 2) WHERE seq = NEW.subscription_seq;
+            UPDATE tenants SET pending_n = pending_n + (NEW.state = 0), failed_n = failed_n + (NEW.state = 2)
+                WHERE seq = NEW.tenant_seq AND NEW.state != 1;
+        END;
+        CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries WHEN OLD.state != NEW.state BEGIN
+            UPDATE subscriptions SET pending_n = pending_n + (NEW.state = 0) - (OLD.state = 0),
+                delivered_n = delivered_n + (NEW.state = 1) - (OLD.state = 1),
+                failed_n = failed_n + (NEW.state = 2) - (OLD.state = 2) WHERE seq = NEW.subscription_seq;
+            UPDATE tenants SET pending_n = pending_n + (NEW.state = 0) - (OLD.state = 0),
+                failed_n = failed_n + (NEW.state = 2) - (OLD.state = 2) WHERE seq = NEW.tenant_seq;
+        END;
+        CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries BEGIN
+            UPDATE subscriptions SET pending_n = pending_n - (OLD.state = 0), delivered_n = delivered_n - (OLD.state = 1),
+                failed_n = failed_n - (OLD.state = 2) WHERE seq = OLD.subscription_seq;
+            UPDATE tenants SET pending_n = pending_n - (OLD.state = 0), failed_n = failed_n - (OLD.state = 2)
+                WHERE seq = OLD.tenant_seq AND OLD.state != 1;
+        END;
+        -- A live tenant's status bucket: failed, else pending, else provisioned.
+        CREATE TRIGGER tenants_stats_insert AFTER INSERT ON tenants WHEN NEW.deleted_at IS NULL BEGIN
+            UPDATE tenant_stats SET n = n + 1
+            WHERE status = CASE WHEN NEW.failed_n > 0 THEN 'failed' WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
+        END;
+        CREATE TRIGGER tenants_stats_update AFTER UPDATE OF pending_n, failed_n, deleted_at ON tenants BEGIN
+            UPDATE tenant_stats SET n = n - 1 WHERE OLD.deleted_at IS NULL AND status =
+                CASE WHEN OLD.failed_n > 0 THEN 'failed' WHEN OLD.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
+            UPDATE tenant_stats SET n = n + 1 WHERE NEW.deleted_at IS NULL AND status =
+                CASE WHEN NEW.failed_n > 0 THEN 'failed' WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
+        END;
+
+        CREATE TABLE attempts (
+            seq INTEGER PRIMARY KEY,
+            delivery_seq INTEGER NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,
+            at INTEGER NOT NULL,            -- Unix ms
+            duration_ms INTEGER NOT NULL,
+            status INTEGER,                 -- null when no answer came
+            error TEXT,
+            response BLOB                   -- the first 1 KiB of the answer's body
+        );
+        CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, seq);
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

@@ -182,8 +182,8 @@ extension TopicStore {
     }
 
     static let createDeliveriesSQL = """
-        INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, next_attempt_at)
-        SELECT s.seq, ?1, ?2, ?3, 0,
+        INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
+        SELECT s.seq, ?1, ?2, ?3, 0, ?4,
             CASE WHEN s.backfill_next IS NOT NULL AND ?3 IS NOT NULL THEN NULL
                  WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_seq = s.seq AND d.domain = ?3 AND d.state != 1)
                  THEN NULL ELSE ?4 END

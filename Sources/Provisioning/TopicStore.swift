@@ -152,10 +152,13 @@ public final class TopicStore: Sendable {
     }
 
     /// A delivery with its subscription, event and tenant. `blockedBy`: the
-    /// head of its (subscription, domain) line while it waits behind it.
+    /// head of its (subscription, domain) line while it waits behind it. No
+    /// next attempt time while its subscription is down: it waits behind the
+    /// single probe, whose success makes the backlog due.
     static let deliverySelect = """
         SELECT s.id, s.name, t.id, e.domain, e.id, e.type,
-            d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at,
+            d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error,
+            CASE WHEN s.down_since IS NULL THEN d.next_attempt_at END, d.delivered_at,
             CASE WHEN d.state = 0 AND d.next_attempt_at IS NULL THEN (
                 SELECT e2.id FROM deliveries d2 JOIN events e2 ON e2.seq = d2.event_seq
                 WHERE d2.subscription_seq = d.subscription_seq AND d2.domain = d.domain AND d2.state != 1 AND d2.event_seq < d.event_seq
@@ -206,7 +209,7 @@ public final class TopicStore: Sendable {
                 [.text(id), .text(request.name), .text(request.url), .text(secret), .text(request.deliverAll ? "all" : "new"),
                  .integer(WallClock.nowMillis()), backfill ? .integer(1) : .null, backfill ? .optional(lastEvent) : .null,
                  .text(EventType.stored(request.events))])
-            return .created(try TopicStore.loadSubscription(db, id: id)!, secret: secret)
+            return .created(try TopicStore.loadSubscription(db, seq: db.lastInsertRowID)!, secret: secret)
         }
     }
 
@@ -228,8 +231,8 @@ public final class TopicStore: Sendable {
                 // first is due, and only if nothing earlier of it is unacknowledged.
                 try db.run(
                     """
-                    INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, next_attempt_at)
-                    SELECT ?1, e.seq, e.tenant_seq, e.domain, 0,
+                    INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
+                    SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2,
                         CASE WHEN row_number() OVER (PARTITION BY e.domain ORDER BY e.seq) = 1 AND NOT EXISTS (
                             SELECT 1 FROM deliveries d
                             WHERE d.subscription_seq = ?1 AND d.domain = e.domain AND d.state != 1 AND d.event_seq < e.seq)
@@ -245,15 +248,8 @@ public final class TopicStore: Sendable {
             } else {
                 try db.run("UPDATE subscriptions SET backfill_next = NULL, backfill_until = NULL WHERE seq = ?", [.integer(subscriptionSeq)])
                 // Events published while it caught up waited (see createDeliveries): those that
-                // now head their line go. One pass over its waiting deliveries, once.
-                try db.run(
-                    """
-                    UPDATE deliveries SET next_attempt_at = ?1
-                    WHERE subscription_seq = ?2 AND state = 0 AND next_attempt_at IS NULL AND NOT EXISTS (
-                        SELECT 1 FROM deliveries d WHERE d.subscription_seq = ?2 AND d.domain = deliveries.domain
-                        AND d.state != 1 AND d.event_seq < deliveries.event_seq)
-                    """,
-                    [.integer(now), .integer(subscriptionSeq)])
+                // now head their line go.
+                try TopicStore.releaseHeads(db, subscription: subscriptionSeq, now: now)
             }
             return true
         }
@@ -261,53 +257,74 @@ public final class TopicStore: Sendable {
 
     public func subscriptions() async throws -> [Subscription] {
         try await readers.read { db in
-            let ids = try db.query("SELECT id FROM subscriptions ORDER BY seq") { $0.text(0) }
-            return try ids.compactMap { try TopicStore.loadSubscription(db, id: $0) }
+            try db.query("\(TopicStore.subscriptionSelect) ORDER BY seq", map: TopicStore.subscription)
         }
     }
 
-    public func subscription(id: String) async throws -> Subscription? {
-        try await readers.read { db in try TopicStore.loadSubscription(db, id: id) }
+    /// `key`: a subscription's id or its name (an id wins where both match).
+    public func subscription(id key: String) async throws -> Subscription? {
+        try await readers.read { db in try TopicStore.loadSubscription(db, key: key) }
     }
 
-    public func secret(subscriptionId: String) async throws -> String? {
+    public func secret(subscriptionId key: String) async throws -> String? {
         try await readers.read { db in
-            try db.queryOne("SELECT secret FROM subscriptions WHERE id = ?", [.text(subscriptionId)]) { $0.text(0) }
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
+            return try db.queryOne("SELECT secret FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
         }
     }
 
-    public func updateSubscription(id: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
+    public func updateSubscription(id key: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
         try await writer.write { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             if let url = patch.url {
-                try db.run("UPDATE subscriptions SET url = ? WHERE id = ?", [.text(url), .text(id)])
+                try db.run("UPDATE subscriptions SET url = ? WHERE seq = ?", [.text(url), .integer(seq)])
             }
             if let paused = patch.paused {
-                try db.run("UPDATE subscriptions SET paused = ? WHERE id = ?", [.int(paused ? 1 : 0), .text(id)])
+                try db.run("UPDATE subscriptions SET paused = ? WHERE seq = ?", [.int(paused ? 1 : 0), .integer(seq)])
             }
             if let events = patch.events {
-                try db.run("UPDATE subscriptions SET events = ? WHERE id = ?", [.text(EventType.stored(events)), .text(id)])
+                try db.run("UPDATE subscriptions SET events = ? WHERE seq = ?", [.text(EventType.stored(events)), .integer(seq)])
             }
-            return try TopicStore.loadSubscription(db, id: id)
+            return try TopicStore.loadSubscription(db, seq: seq)
         }
     }
 
-    /// Deletes the subscription and, by cascade, all its deliveries.
-    public func deleteSubscription(id: String) async throws -> Bool {
+    /// Deletes the subscription and, by cascade, all its deliveries; its id, or nil if there was none.
+    public func deleteSubscription(id key: String) async throws -> String? {
         try await writer.write { db in
-            try db.run("DELETE FROM subscriptions WHERE id = ?", [.text(id)]) > 0
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
+            let id = try db.queryOne("SELECT id FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
+            try db.run("DELETE FROM subscriptions WHERE seq = ?", [.integer(seq)])
+            return id
         }
+    }
+
+    public struct RetryResult: Sendable {
+        public var id: String
+        public var requeued: Int
+        /// It counts as down: the operator's retry probes it now.
+        public var probing: Bool
     }
 
     /// Failed deliveries become pending and due now, with a fresh round of attempts.
-    public func retryFailed(subscriptionId: String) async throws -> Int? {
+    public func retryFailed(subscriptionId key: String) async throws -> RetryResult? {
         try await writer.write { db in
-            guard let seq = try db.queryOne("SELECT seq FROM subscriptions WHERE id = ?", [.text(subscriptionId)], map: { $0.int(0) }) else {
-                return nil
-            }
-            return try db.run(
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key),
+                  let (id, down) = try db.queryOne(
+                    "SELECT id, down_since IS NOT NULL FROM subscriptions WHERE seq = ?", [.integer(seq)],
+                    map: { ($0.text(0), $0.int(1) != 0) })
+            else { return nil }
+            let requeued = try db.run(
                 "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2",
                 [.integer(WallClock.nowMillis()), .integer(seq)])
+            return RetryResult(id: id, requeued: requeued, probing: down)
         }
+    }
+
+    /// A subscription's seq by its id, else by its name.
+    static func subscriptionSeq(_ db: SQLiteConnection, key: String) throws -> Int64? {
+        if let seq = try db.queryOne("SELECT seq FROM subscriptions WHERE id = ?", [.text(key)], map: { $0.int(0) }) { return seq }
+        return try db.queryOne("SELECT seq FROM subscriptions WHERE name = ?", [.text(key)], map: { $0.int(0) })
     }
 
     public struct DeliveryFilter: Sendable {
@@ -329,9 +346,7 @@ public final class TopicStore: Sendable {
         subscriptionId: String, _ filter: DeliveryFilter, into page: Collector
     ) async throws -> (Collector, next: String?)? where Collector.Item == Delivery {
         try await readers.read { db in
-            guard let seq = try db.queryOne(
-                "SELECT seq FROM subscriptions WHERE id = ?", [.text(subscriptionId)], map: { $0.int(0) })
-            else { return nil }
+            guard let seq = try TopicStore.subscriptionSeq(db, key: subscriptionId) else { return nil }
             var afterSeq: Int64 = 0
             if let after = filter.after {
                 guard let eventSeq = try db.queryOne(
@@ -360,38 +375,55 @@ public final class TopicStore: Sendable {
         }
     }
 
-    static func loadSubscription(_ db: SQLiteConnection, id: String) throws -> Subscription? {
-        guard var subscription = try db.queryOne(
-            "SELECT seq, id, name, url, deliver, paused, created_at, events FROM subscriptions WHERE id = ?", [.text(id)],
-            map: { row in
-                Subscription(
-                    seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), deliver: row.text(4),
-                    paused: row.int(5) != 0, createdAt: row.int(6), events: EventType.parseStored(row.text(7)),
-                    counts: DeliveryCounts())
-            })
-        else { return nil }
-        for (state, count) in try db.query(
-            "SELECT state, count(*) FROM deliveries WHERE subscription_seq = ? GROUP BY state", [.integer(subscription.seq)],
-            map: { ($0.int(0), Int($0.int(1))) })
-        {
-            switch DeliveryState(rawValue: Int(state)) {
-            case .pending: subscription.counts.pending = count
-            case .delivered: subscription.counts.delivered = count
-            case .failed: subscription.counts.failed = count
-            case nil: break
-            }
-        }
-        return subscription
+    static func loadSubscription(_ db: SQLiteConnection, key: String) throws -> Subscription? {
+        guard let seq = try subscriptionSeq(db, key: key) else { return nil }
+        return try loadSubscription(db, seq: seq)
+    }
+
+    static func loadSubscription(_ db: SQLiteConnection, seq: Int64) throws -> Subscription? {
+        try db.queryOne("\(subscriptionSelect) WHERE seq = ?", [.integer(seq)], map: subscription)
+    }
+
+    /// A subscription with its counts and health, from its own row: the same
+    /// time whatever its backlog. Its oldest pending delivery is one seek in
+    /// deliveries_by_state (the first pending one in event order).
+    static let subscriptionSelect = """
+        SELECT seq, id, name, url, deliver, paused, created_at, events, pending_n, delivered_n, failed_n,
+            down_since, last_attempt_at, last_success_at, last_status, last_error,
+            (SELECT coalesce(d.created_at, e.created_at) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE d.subscription_seq = subscriptions.seq AND d.state = 0 ORDER BY d.event_seq LIMIT 1)
+        FROM subscriptions
+        """
+
+    static func subscription(_ row: SQLiteRow) -> Subscription {
+        Subscription(
+            seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), deliver: row.text(4),
+            paused: row.int(5) != 0, createdAt: row.int(6), events: EventType.parseStored(row.text(7)),
+            counts: DeliveryCounts(pending: Int(row.int(8)), delivered: Int(row.int(9)), failed: Int(row.int(10))),
+            downSince: row.optionalInt(11), lastAttemptAt: row.optionalInt(12), lastSuccessAt: row.optionalInt(13),
+            lastStatus: row.optionalInt(14).map(Int.init), lastError: row.optionalText(15), oldestPendingAt: row.optionalInt(16))
     }
 
     /// Pending deliveries per subscription name, for the backlog metric.
     public func backlog() async throws -> [(String, Int)] {
         try await readers.read { db in
-            try db.query(
-                """
-                SELECT s.name, (SELECT count(*) FROM deliveries d WHERE d.subscription_seq = s.seq AND d.state = 0)
-                FROM subscriptions s ORDER BY s.seq
-                """, map: { ($0.text(0), Int($0.int(1))) })
+            try db.query("SELECT name, pending_n FROM subscriptions ORDER BY seq", map: { ($0.text(0), Int($0.int(1))) })
+        }
+    }
+
+    /// Live tenants by status, kept by triggers as deliveries change.
+    public func tenantStats() async throws -> TenantStats {
+        try await readers.read { db in
+            var stats = TenantStats()
+            for (status, n) in try db.query("SELECT status, n FROM tenant_stats", map: { ($0.text(0), Int($0.int(1))) }) {
+                switch TenantStatus(rawValue: status) {
+                case .pending: stats.pending = n
+                case .provisioned: stats.provisioned = n
+                case .failed: stats.failed = n
+                case nil: break
+                }
+            }
+            return stats
         }
     }
 }

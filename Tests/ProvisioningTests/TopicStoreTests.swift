@@ -152,11 +152,11 @@ final class TopicStoreTests: XCTestCase {
         XCTAssertEqual(count, 10)
 
         let deleted = try await store.deleteSubscription(id: drop.id)
-        XCTAssertTrue(deleted)
+        XCTAssertEqual(deleted, drop.id)
         let deleted2 = try await store.deleteSubscription(id: drop.id)
-        XCTAssertFalse(deleted2, "already gone")
+        XCTAssertNil(deleted2, "already gone")
         let deleted3 = try await store.deleteSubscription(id: "sub_unknown")
-        XCTAssertFalse(deleted3)
+        XCTAssertNil(deleted3)
 
         let count2 = try await store.integer("SELECT count(*) FROM deliveries")
         XCTAssertEqual(count2, 5)
@@ -250,7 +250,8 @@ final class TopicStoreTests: XCTestCase {
 
         let before = WallClock.nowMillis()
         let requeued2 = try await store.retryFailed(subscriptionId: prod.id)
-        XCTAssertEqual(requeued2, 4)
+        XCTAssertEqual(requeued2?.requeued, 4)
+        XCTAssertEqual(requeued2?.probing, false)
 
         let counts = try await store.subscription(id: prod.id)?.counts
         XCTAssertEqual(counts?.failed, 0)
@@ -267,7 +268,7 @@ final class TopicStoreTests: XCTestCase {
         XCTAssertEqual(stored3, 10, "another subscription is not touched")
 
         let requeued3 = try await store.retryFailed(subscriptionId: prod.id)
-        XCTAssertEqual(requeued3, 0, "nothing failed any more")
+        XCTAssertEqual(requeued3?.requeued, 0, "nothing failed any more")
         let requeued4 = try await store.retryFailed(subscriptionId: "sub_unknown")
         XCTAssertNil(requeued4)
     }
@@ -353,7 +354,7 @@ final class TopicStoreTests: XCTestCase {
         let more = try await store.backfillStep(batchSize: 100)
         XCTAssertTrue(more)
         let deleted = try await store.deleteSubscription(id: all.id)
-        XCTAssertTrue(deleted)
+        XCTAssertEqual(deleted, all.id)
         let more2 = try await store.backfillStep(batchSize: 100)
         XCTAssertFalse(more2)
         let count = try await store.integer("SELECT count(*) FROM deliveries")
