@@ -8,12 +8,12 @@ HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
 RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config
-TEST_DEB_PACKAGES := curl openssl wrk nginx-light
-PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis
-PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver
+PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
+PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
+.PHONY: run build release test status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
 
 run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -55,10 +55,15 @@ check-openapi:
 test-swift: build
 	$(SWIFT) test
 
-# End-to-end tests: the built binary, real receivers, curl and a Standard
-# Webhooks verifier we did not write.
+# End-to-end tests: the built binary, real receivers, curl, a Standard
+# Webhooks verifier we did not write, and the status page in headless Chromium.
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+
+# docs/status-page.png again: the status page test's three environments, at 1280x800.
+status-page-screenshot: deps build
+	STATUS_PAGE_SCREENSHOT=$(CURDIR)/docs/status-page.png PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond \
+		python3 -m pytest -q Tests/e2e/test_status_page.py -k three_environments
 
 # The fuzzers' committed corpus (seeds and every crash found) replayed as
 # regression inputs; a trap fails the run.

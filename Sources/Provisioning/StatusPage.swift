@@ -121,7 +121,7 @@ enum StatusPage {
               <p class="hint">Pending tenants that are blocked, retrying, held by a paused or down environment, or older than a minute; oldest first.</p>
               <div class="panel">
                 <table id="waiting-tenants">
-                  <thead><tr><th>Domain</th><th>Environment</th><th>Event</th><th class="num">Attempts</th><th>Why it waits</th><th class="num">Tenant age</th></tr></thead>
+                  <thead><tr><th>Domain</th><th>Waiting on</th><th class="num">Tenant age</th></tr></thead>
                   <tbody id="waiting-rows"></tbody>
                 </table>
                 <p id="waiting-empty" class="empty" hidden>Nothing is waiting.</p>
@@ -170,6 +170,8 @@ enum StatusPage {
                       max-width: 340px; overflow-wrap: anywhere; }
         .sub { color: var(--muted); font-size: 12px; margin-top: 2px; }
         .none { color: var(--muted); }
+        .reason .environment { font-weight: 600; }
+        .reason .why, .sub-inline { color: var(--muted); }
         .badge { display: inline-block; padding: 1px 9px; border-radius: 999px; font-size: 12px; font-weight: 600; white-space: nowrap; }
         .badge.up { background: var(--up-bg); color: var(--up-fg); }
         .badge.down { background: var(--down-bg); color: var(--down-fg); }
@@ -193,6 +195,7 @@ enum StatusPage {
         .login { display: flex; justify-content: center; padding-top: 10vh; }
         .card { width: 400px; background: var(--panel); border: 1px solid var(--line); border-radius: 10px; padding: 24px; }
         .card p { margin: 0 0 16px; }
+        .card code { white-space: nowrap; }
         label { display: block; font-weight: 500; margin-bottom: 6px; }
         input { width: 100%; font: inherit; padding: 8px 10px; border: 1px solid #c9d0d8; border-radius: 6px; margin-bottom: 12px; }
         input:focus, button:focus-visible { outline: 2px solid var(--accent); outline-offset: 1px; }
@@ -304,10 +307,12 @@ enum StatusPage {
 
             const waitingRows = [];
             for (const t of pending) {
+              const reasons = [];
               for (const d of t.deliveries || []) {
                 const why = waitReason(t, d, byId.get(d.subscriptionId), now);
-                if (why) waitingRows.push(waitingRow(t, d, why, now));
+                if (why) reasons.push([d, why]);
               }
+              if (reasons.length) waitingRows.push(waitingRow(t, reasons, now));
             }
             fill("waiting", waitingRows, null, null);
           }
@@ -333,7 +338,8 @@ enum StatusPage {
 
             let lastError;
             if (s.lastError) {
-              const when = [s.lastStatus ? "HTTP " + s.lastStatus : null, ago(s.lastAttemptAt, now)].filter(Boolean).join(" · ");
+              const status = s.lastStatus && !s.lastError.includes(String(s.lastStatus)) ? "HTTP " + s.lastStatus : null;
+              const when = [status, ago(s.lastAttemptAt, now)].filter(Boolean).join(" · ");
               lastError = [el("div", { class: "error-text", title: s.lastError }, s.lastError), when && el("div", { class: "sub" }, when)];
             } else if (s.lastSuccessAt) {
               lastError = [none(), el("div", { class: "sub" }, "last delivery " + ago(s.lastSuccessAt, now))];
@@ -342,7 +348,10 @@ enum StatusPage {
             }
 
             const button = el("button", { type: "button", class: "retry", title: "Failed deliveries become pending; a down environment is probed now" }, "Retry");
-            button.disabled = busy.has(s.id);
+            // Retry turns failed deliveries into pending ones and probes a down environment: else it has nothing to do.
+            const useful = (counts.failed || 0) > 0 || state === "down";
+            button.disabled = busy.has(s.id) || !useful;
+            if (!useful) button.title = "Nothing to retry: no failed deliveries and the environment is not down";
             button.addEventListener("click", () => retry(s));
             const note = notes.get(s.id);
 
@@ -382,14 +391,16 @@ enum StatusPage {
             return null;
           }
 
-          function waitingRow(t, d, why, now) {
+          function waitingRow(t, reasons, now) {
             const tenantAge = age(t.createdAt, now);
-            return el("tr", { "data-domain": t.domain, "data-subscription": d.subscription },
+            const lines = reasons.map(([d, why]) =>
+              el("div", { class: "reason", "data-subscription": d.subscription },
+                el("span", { class: "environment" }, d.subscription),
+                d.type && d.type !== "tenant.created" ? el("span", { class: "sub-inline" }, " · " + d.type) : null,
+                el("span", { class: "why" }, " — " + why)));
+            return el("tr", { "data-domain": t.domain },
               el("td", { class: "domain" }, t.domain),
-              el("td", { class: "environment" }, d.subscription),
-              eventCell(d),
-              el("td", { class: "num" }, count(d.attempts)),
-              el("td", { class: "why" }, why),
+              el("td", {}, ...lines),
               el("td", { class: "num" }, tenantAge === null ? none() : seconds(tenantAge)));
           }
 
