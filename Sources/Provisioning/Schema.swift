@@ -186,7 +186,13 @@ public enum Schema {
             UPDATE tenant_stats SET n = n + 1
             WHERE status = CASE WHEN NEW.failed_n > 0 THEN 'failed' WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
         END;
-        CREATE TRIGGER tenants_stats_update AFTER UPDATE OF pending_n, failed_n, deleted_at ON tenants BEGIN
+        -- Only when the bucket changes: most count changes (a second pending delivery) keep it.
+        CREATE TRIGGER tenants_stats_update AFTER UPDATE OF pending_n, failed_n, deleted_at ON tenants
+        WHEN (CASE WHEN OLD.deleted_at IS NOT NULL THEN NULL WHEN OLD.failed_n > 0 THEN 'failed'
+                   WHEN OLD.pending_n > 0 THEN 'pending' ELSE 'provisioned' END)
+          IS NOT (CASE WHEN NEW.deleted_at IS NOT NULL THEN NULL WHEN NEW.failed_n > 0 THEN 'failed'
+                       WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END)
+        BEGIN
             UPDATE tenant_stats SET n = n - 1 WHERE OLD.deleted_at IS NULL AND status =
                 CASE WHEN OLD.failed_n > 0 THEN 'failed' WHEN OLD.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
             UPDATE tenant_stats SET n = n + 1 WHERE NEW.deleted_at IS NULL AND status =

@@ -152,13 +152,18 @@ public final class TopicStore: Sendable {
     }
 
     /// A delivery with its subscription, event and tenant. `blockedBy`: the
-    /// head of its (subscription, domain) line while it waits behind it. No
-    /// next attempt time while its subscription is down: it waits behind the
-    /// single probe, whose success makes the backlog due.
+    /// head of its (subscription, domain) line while it waits behind it. While
+    /// its subscription is down only the next probe has a next attempt time
+    /// (the due one the dispatcher takes first, not before the breaker
+    /// allows); the rest wait behind it, and its success makes them due.
     static let deliverySelect = """
         SELECT s.id, s.name, t.id, e.domain, e.id, e.type,
             d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error,
-            CASE WHEN s.down_since IS NULL THEN d.next_attempt_at END, d.delivered_at,
+            CASE WHEN s.down_since IS NULL THEN d.next_attempt_at
+                 WHEN d.seq = (SELECT seq FROM deliveries WHERE subscription_seq = d.subscription_seq AND state = 0
+                               AND next_attempt_at IS NOT NULL ORDER BY next_attempt_at LIMIT 1)
+                 THEN max(d.next_attempt_at, s.probe_not_before) END,
+            d.delivered_at,
             CASE WHEN d.state = 0 AND d.next_attempt_at IS NULL THEN (
                 SELECT e2.id FROM deliveries d2 JOIN events e2 ON e2.seq = d2.event_seq
                 WHERE d2.subscription_seq = d.subscription_seq AND d2.domain = d.domain AND d2.state != 1 AND d2.event_seq < d.event_seq

@@ -146,6 +146,23 @@ final class QueryPlanTests: XCTestCase {
         XCTAssertTrue(backlog.contains { $0.contains("SEARCH d USING COVERING INDEX") }, backlog.joined(separator: "\n"))
     }
 
+    // MARK: Health and attempts
+
+    /// A subscription with its counts and health: its own row, and one seek for its oldest pending delivery.
+    func testSubscriptionHealthReadsItsRowAndOneIndexSeek() async throws {
+        let details = try await plan("\(TopicStore.subscriptionSelect) WHERE seq = ?")
+        let text = details.joined(separator: "\n")
+        XCTAssertTrue(details.contains { $0.contains("deliveries_by_state (subscription_seq=? AND state=?)") }, text)
+        XCTAssertFalse(details.contains { $0.hasPrefix("SCAN") }, text)
+        XCTAssertFalse(text.contains("TEMP B-TREE"), text)
+    }
+
+    func testAttemptsOfADeliveryUseTheirIndex() async throws {
+        try await assertPlan(
+            "SELECT at, duration_ms, status, error, response FROM attempts WHERE delivery_seq = ? ORDER BY seq DESC LIMIT 10",
+            uses: "attempts_by_delivery")
+    }
+
     // MARK: Tenant lookups
 
     func testLiveTenantLookupByDomainUsesItsUniqueIndex() async throws {

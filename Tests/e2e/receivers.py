@@ -445,6 +445,21 @@ class Harness:
             raise AssertionError(f"{e}; last counts: {box.get('last')!r}") from None
         return box["last"]
 
+    def assert_scheduled(self, sub_id):
+        """Pending deliveries say when they are next tried: each of them while
+        the subscription is up, only its one next probe while it is down."""
+        for _ in range(50):  # a reading between two state changes is read again
+            state = self.subscription(sub_id)["state"]
+            pending = [d for d in self.deliveries(sub_id, state="pending") if d["blockedBy"] is None]
+            if self.subscription(sub_id)["state"] == state:
+                break
+        scheduled = [d for d in pending if d["nextAttemptAt"] is not None]
+        if state == "down":
+            assert len(scheduled) == 1, (state, pending)
+        else:
+            assert len(scheduled) == len(pending), (state, pending)
+        return state
+
     def metrics(self):
         r = self.session.get(self.url + "/metrics")
         assert r.status_code == 200, r.text
