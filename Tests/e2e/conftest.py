@@ -216,11 +216,15 @@ def raw_exchange(port, data, read_timeout=10.0):
         sock.close()
 
 
+# What the dispatcher changes on its own in a subscription object (its health).
+SUBSCRIPTION_HEALTH = {"state", "oldestPendingAt", "lastAttemptAt", "lastSuccessAt", "lastStatus", "lastError"}
+
+
 def stable_view(service):
     """What a rejected request must leave alone, without what the dispatcher
-    changes on its own (attempts, times, states): the tenants with their data
-    and which subscriptions they have deliveries for, and the subscriptions
-    with their settings, secrets and number of deliveries."""
+    changes on its own (attempts, times, states, health): the tenants with
+    their data and which subscriptions they have deliveries for, and the
+    subscriptions with their settings, secrets and number of deliveries."""
     import json
     s = service.api()
     tenants = [
@@ -233,7 +237,7 @@ def stable_view(service):
     subs = []
     for x in r.json()["items"]:
         secret = s.get(service.url + f"/subscriptions/{x['id']}/secret").json()
-        subs.append({k: v for k, v in x.items() if k != "counts"}
+        subs.append({k: v for k, v in x.items() if k != "counts" and k not in SUBSCRIPTION_HEALTH}
                     | {"total": sum(x["counts"].values()), "secret": secret})
     return json.dumps([tenants, subs], sort_keys=True)
 

@@ -385,7 +385,7 @@ def test_retry_with_nothing_failed(api_service):
     r = s.post(api_service.url + f"/subscriptions/{sub['id']}/retry")
     assert r.status_code == 202, r.text
     assert r.headers["Content-Type"].startswith("application/json")
-    assert r.json() == {"requeued": 0, "probing": False}
+    assert r.json() == {"requeued": 0, "probing": False}  # one refusal: not down
     # Nothing changed.
     assert total(s.get(api_service.url + f"/subscriptions/{sub['id']}").json()["counts"]) == 1
     assert_problem(s.post(api_service.url + "/subscriptions/sub_unknown/retry"), 404)
