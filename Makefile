@@ -8,7 +8,9 @@ HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
 RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config
-TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver
+# chromium, chromium-driver and selenium: the status page's browser test.
+# prometheus: for promtool, which checks the /metrics exposition in the e2e tests.
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

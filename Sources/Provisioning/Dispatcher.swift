@@ -301,6 +301,7 @@ public final class Dispatcher: @unchecked Sendable {
         ) { [self] result in
             switch result {
             case .success:
+                for event in batch.operational { metrics.event(event.type) }
                 inbox.withLock { $0.committed.append(contentsOf: batch.keys) }
             case .failure(let error):
                 // Kept and written again in a second: the deliveries stay busy meanwhile,
@@ -400,8 +401,8 @@ public final class Dispatcher: @unchecked Sendable {
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
         if outcome.delivered {
-            metrics.delivery(subscription: name, outcome: "delivered")
-            metrics.acknowledged(afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
+            metrics.delivery(subscription: name, outcome: "delivered", attemptMillis: outcome.durationMs)
+            metrics.acknowledged(subscription: name, afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
             let transition = state.breaker.succeeded(policy, now: now)
             if case .recovered(let downMillis)? = transition {
                 logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows")
@@ -414,7 +415,7 @@ public final class Dispatcher: @unchecked Sendable {
         if outcome.failed {
             logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: \(about), event \(attempt.delivery.eventId), last error: \(error)")
         }
-        metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry")
+        metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry", attemptMillis: outcome.durationMs)
         let transition = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)
         if transition == .wentDown {
             logger.warning("subscription \(name) (\(url)) is down after \(policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time")

@@ -95,8 +95,10 @@ struct ProvisioningAPI: Sendable {
                 : .problem(503, detail: "database: not usable")
         }
         router.get("/metrics") { _ in
-            let backlog = (try? await store.backlog()) ?? []
-            return .text(200, metrics.render(backlog: backlog), contentType: "text/plain; version=0.0.4; charset=utf-8")
+            let scrape = metrics.beginScrape()
+            let subscriptions = try? await store.subscriptions()
+            return .text(200, metrics.render(subscriptions: subscriptions, scrape: scrape),
+                         contentType: "text/plain; version=0.0.4; charset=utf-8")
         }
         router.post("/tenants") { request in await handle { try await createTenant(request) } }
         router.get("/tenants") { request in await handle { try await listTenants(request) } }
@@ -247,6 +249,7 @@ struct ProvisioningAPI: Sendable {
         let id = request.pathParameters["id"]!
         switch try await store.change(tenantId: id, change) {
         case .changed(let tenant):
+            metrics.event(change.eventType)
             deliveriesCreated()
             return .json(202, Representation.tenant(tenant))
         case .unchanged(let tenant):
