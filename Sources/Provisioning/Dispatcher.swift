@@ -400,25 +400,32 @@ public final class Dispatcher: @unchecked Sendable {
         guard var state = subscriptions[attempt.subscriptionSeq] else { return nil }
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
+        // The same facts as fields, for a JSON log that is searched by them.
+        var fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)"]
         if outcome.delivered {
             metrics.delivery(subscription: name, outcome: "delivered", attemptMillis: outcome.durationMs)
             metrics.acknowledged(subscription: name, afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
             let transition = state.breaker.succeeded(policy, now: now)
             if case .recovered(let downMillis)? = transition {
-                logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows")
+                fields["downSeconds"] = "\(downMillis / 1000)"
+                logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows", metadata: fields)
             }
             return transition
         }
         let error = outcome.error ?? "failed"
         let about = attempt.delivery.domain.map { "tenant \($0)" } ?? attempt.delivery.type
-        logger.debug("attempt to subscription \(name) (\(url)) failed for \(about), event \(attempt.delivery.eventId): \(error)")
+        fields["error"] = "\(error)"
+        fields["event"] = "\(attempt.delivery.eventId)"
+        if let domain = attempt.delivery.domain { fields["domain"] = "\(domain)" }
+        if let status = outcome.status { fields["status"] = "\(status)" }
+        logger.debug("attempt to subscription \(name) (\(url)) failed for \(about), event \(attempt.delivery.eventId): \(error)", metadata: fields)
         if outcome.failed {
-            logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: \(about), event \(attempt.delivery.eventId), last error: \(error)")
+            logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: \(about), event \(attempt.delivery.eventId), last error: \(error)", metadata: fields)
         }
         metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry", attemptMillis: outcome.durationMs)
         let transition = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)
         if transition == .wentDown {
-            logger.warning("subscription \(name) (\(url)) is down after \(policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time")
+            logger.warning("subscription \(name) (\(url)) is down after \(policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time", metadata: fields)
         }
         return transition
     }

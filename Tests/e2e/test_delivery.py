@@ -377,3 +377,19 @@ def test_giving_up_and_going_down_are_logged_with_url_and_reason(provisiond, rec
     hub.wait_counts(sub["id"], delivered=7)
     (up,) = [line for line in hub.svc.output().splitlines() if "up again" in line]
     assert "info" in up and "flaky" in up and "http://user:***@127.0.0.1:" in up, up
+
+
+def test_down_and_give_up_lines_carry_their_facts_as_json_fields(provisiond, receivers):
+    import json as _json
+    hub = provisiond(*FAST, "--max-attempts", "5", "--log-format", "json")
+    rx = receivers("broken", Reply(502))
+    sub = hub.subscribe("broken", rx.url)
+    hub.create_tenant("fields.example.com")
+    hub.wait_counts(sub["id"], failed=1)
+    lines = [_json.loads(line) for line in hub.svc.output().splitlines() if line.startswith("{")]
+    (gave_up,) = [x for x in lines if "gave up" in x["message"]]
+    (down,) = [x for x in lines if "is down" in x["message"]]
+    for line in (gave_up, down):
+        assert line["level"] == "warning" and line["subscription"] == "broken" and line["url"] == rx.url, line
+        assert line["error"] == "HTTP 502" and line["status"] == "502", line
+    assert gave_up["domain"] == "fields.example.com" and gave_up["event"].startswith("evt_"), gave_up
