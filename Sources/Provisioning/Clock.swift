@@ -26,13 +26,26 @@ public enum WallClock {
 /// (getrandom on Linux, through SystemRandomNumberGenerator).
 public enum RandomToken {
     public static func bytes(_ count: Int) -> [UInt8] {
+        // One draw of the system generator per 8 bytes (each is a getrandom call), not one per byte.
         var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count + 7)
+        while bytes.count < count { withUnsafeBytes(of: generator.next()) { bytes.append(contentsOf: $0) } }
+        return Array(bytes.prefix(count))
     }
 
+    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
     public static func hex(_ byteCount: Int) -> String {
-        bytes(byteCount).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        var text: [UInt8] = []
+        text.reserveCapacity(byteCount * 2)
+        for byte in bytes(byteCount) {
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 15)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
+
 
     /// An opaque id with a readable prefix (`ten_…`, `sub_…`, `evt_…`).
     public static func identifier(_ prefix: String) -> String { prefix + "_" + hex(12) }

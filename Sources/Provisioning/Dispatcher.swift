@@ -396,23 +396,25 @@ public final class Dispatcher: @unchecked Sendable {
     private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Breaker.Transition? {
         let target = targets[attempt.subscriptionSeq]
         let name = target?.name ?? "deleted"
-        let url = target.map { SubscriptionRules.maskingPassword($0.url) } ?? "-"
         guard var state = subscriptions[attempt.subscriptionSeq] else { return nil }
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
-        // The same facts as fields, for a JSON log that is searched by them.
-        var fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)"]
         if outcome.delivered {
             metrics.delivery(subscription: name, outcome: "delivered", attemptMillis: outcome.durationMs)
             metrics.acknowledged(subscription: name, afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
             let transition = state.breaker.succeeded(policy, now: now)
             if case .recovered(let downMillis)? = transition {
-                fields["downSeconds"] = "\(downMillis / 1000)"
+                let url = SubscriptionRules.maskingPassword(target?.url ?? "-")
+                let fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)", "downSeconds": "\(downMillis / 1000)"]
                 logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows", metadata: fields)
             }
             return transition
         }
         let error = outcome.error ?? "failed"
+        // Masked only on this path: a success logs nothing, and masking costs more than the rest of its accounting.
+        let url = SubscriptionRules.maskingPassword(target?.url ?? "-")
+        // The same facts as fields, for a JSON log that is searched by them.
+        var fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)"]
         let about = attempt.delivery.domain.map { "tenant \($0)" } ?? attempt.delivery.type
         fields["error"] = "\(error)"
         fields["event"] = "\(attempt.delivery.eventId)"

@@ -247,5 +247,7 @@ public enum Schema {
         // FULL: a commit is on disk before we answer; a crash loses nothing acknowledged.
         try db.execute("PRAGMA synchronous = FULL")
         try db.execute("PRAGMA foreign_keys = ON")
+        // A job's savepoint journal stays in memory instead of a temporary file opened per group.
+        try db.execute("PRAGMA temp_store = MEMORY")
     }
 }

@@ -141,7 +141,7 @@ extension TopicStore {
             }
             row.updatedAt = now
             try TopicStore.appendEvent(db, tenant: &row, type: type, fields: fields, now: now)
-            return .changed(try TopicStore.loadTenant(db, seq: row.seq)!)
+            return .changed(try TopicStore.tenant(db, row: row, data: row.data(fields)))
         }
     }
 

@@ -69,7 +69,7 @@ public final class TopicStore: Sendable {
             var row = TenantRow(seq: db.lastInsertRowID, id: id, domain: request.domain, createdAt: now)
             let fields = TenantFields(admin: request.admin, plan: request.plan, attributes: request.attributes)
             try TopicStore.appendEvent(db, tenant: &row, type: .tenantCreated, fields: fields, now: now)
-            return .created(try TopicStore.loadTenant(db, seq: row.seq)!)
+            return .created(try TopicStore.tenant(db, row: row, data: row.data(fields)))
         }
     }
 
@@ -145,9 +145,14 @@ public final class TopicStore: Sendable {
         guard let row = try db.queryOne(
             "SELECT \(TenantRow.columns) FROM tenants WHERE seq = ?", [.integer(seq)], map: TenantRow.init)
         else { return nil }
-        let data = row.data(try fields(db, eventSeq: row.lastEventSeq))
+        return try tenant(db, row: row, data: row.data(try fields(db, eventSeq: row.lastEventSeq)))
+    }
+
+    /// The tenant with its deliveries, when its row and data are at hand
+    /// (just written): its payload is not read back and parsed again.
+    static func tenant(_ db: SQLiteConnection, row: TenantRow, data: JSON) throws -> Tenant {
         let deliveries = try db.query(
-            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(seq)], map: delivery)
+            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(row.seq)], map: delivery)
         return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
     }
 
