@@ -1,4 +1,4 @@
-import HTTPServer
+import Essentials
 import Logging
 
 /// Creates the catch-up deliveries of `deliver: all` subscriptions in

@@ -1,5 +1,5 @@
+import Essentials
 import Foundation
-import HTTPServer
 
 /// What the dispatcher reads and writes: the work queue kept in SQLite. The
 /// dispatcher claims due deliveries in batches and never holds the backlog

@@ -1,5 +1,5 @@
-import HTTPServer
 import CCurl
+import Essentials
 import Foundation
 import Logging
 

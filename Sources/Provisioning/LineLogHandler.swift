@@ -1,5 +1,5 @@
+import Essentials
 import Foundation
-import HTTPServer
 import Logging
 
 /// How log events are written: `text` for people, `json` for log shippers.

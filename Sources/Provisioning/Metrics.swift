@@ -1,5 +1,5 @@
 import CoreMetrics
-import HTTPServer
+import Essentials
 import Prometheus
 
 /// The service's metrics, counted through swift-metrics into a

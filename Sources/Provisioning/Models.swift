@@ -1,4 +1,4 @@
-import HTTPServer
+import Essentials
 
 public enum DeliveryState: Int, Sendable, CaseIterable {
     case pending = 0

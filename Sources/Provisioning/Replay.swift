@@ -1,4 +1,3 @@
-import HTTPServer
 
 /// A validated `POST /subscriptions/{id}/replay` body.
 public struct ReplayRequest: Sendable {

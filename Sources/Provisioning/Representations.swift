@@ -1,4 +1,4 @@
-import HTTPServer
+import Essentials
 
 /// How the domain objects look in the HTTP API (CONTRACT.md).
 enum Representation {

@@ -1,6 +1,6 @@
 import CCurl
+import Essentials
 import Foundation
-import HTTPServer
 
 /// Input that breaks a rule: the field's dotted path and what is wrong.
 public struct InvalidRequest: Error, Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import HTTPServer
+import Essentials
 
 /// What happened, as the `type` of a webhook body.
 public enum EventType: String, Sendable, CaseIterable {

@@ -1,5 +1,4 @@
 import Foundation
-import HTTPServer
 
 /// The durable topic on SQLite: tenants (each with its published event),
 /// subscriptions, and one delivery per event per subscription. All writes go

@@ -1,5 +1,5 @@
 import XCTest
-@testable import HTTPServer
+@testable import Essentials
 
 final class JSONTests: XCTestCase {
     func parse(_ text: String) throws -> JSON { try JSON.parse(text) }
@@ -121,19 +121,5 @@ final class JSONTests: XCTestCase {
         XCTAssertEqual(
             ["s", "b", "n", "a", "o", "z"].compactMap { value[$0]?.typeName },
             ["a string", "a boolean", "a number", "an array", "an object", "null"])
-    }
-
-    func testResponseHelpers() throws {
-        let json = HTTPResponse.json(201, .object([("id", .string("x"))]))
-        XCTAssertEqual(json.status, 201)
-        XCTAssertEqual(json.headers["Content-Type"], "application/json; charset=utf-8")
-        XCTAssertEqual(try JSON.parse(json.body)["id"]?.stringValue, "x")
-
-        let problem = HTTPResponse.problem(422, detail: "admin.email: not an email address")
-        XCTAssertEqual(problem.headers["Content-Type"], "application/problem+json")
-        let document = try JSON.parse(problem.body)
-        XCTAssertEqual(document["status"], .int(422))
-        XCTAssertEqual(document["title"]?.stringValue, "Unprocessable Content")
-        XCTAssertEqual(document["detail"]?.stringValue, "admin.email: not an email address")
     }
 }
