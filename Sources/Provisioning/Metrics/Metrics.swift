@@ -237,15 +237,3 @@ public final class Metrics: Sendable {
         }
     }
 }
-
-extension TenantChange {
-    /// The event a change publishes when it changes something.
-    var eventType: EventType {
-        switch self {
-        case .update: .tenantUpdated
-        case .deactivate: .tenantDeactivated
-        case .activate: .tenantActivated
-        case .delete: .tenantDeleted
-        }
-    }
-}

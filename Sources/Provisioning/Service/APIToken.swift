@@ -37,8 +37,3 @@ public enum APIToken {
         return difference == 0
     }
 }
-
-public struct StartupFailure: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
