@@ -63,7 +63,7 @@ public final class Dispatcher: @unchecked Sendable {
         var waiter: CheckedContinuation<Void, Never>?
     }
 
-    private let store: TopicStore
+    private let queue: any DeliveryQueue
     private let settings: Settings
     private let metrics: Metrics
     private let logger: Logger
@@ -72,7 +72,6 @@ public final class Dispatcher: @unchecked Sendable {
     private let finish = Locked(Finish())
 
     // Dispatcher-thread state.
-    private var reader: SQLiteConnection?
     private var targets: [Int64: SubscriptionTarget] = [:]
     private var subscriptions: [Int64: SubscriptionState] = [:]
     private var attempts: [UnsafeMutableRawPointer: WebhookAttempt] = [:]
@@ -84,8 +83,8 @@ public final class Dispatcher: @unchecked Sendable {
     /// subscription gets its turn (an index into the subscriptions by seq).
     private var scanOffset = 0
 
-    public init(store: TopicStore, settings: Settings, metrics: Metrics, logger: Logger) {
-        self.store = store
+    init(queue: any DeliveryQueue, settings: Settings, metrics: Metrics, logger: Logger) {
+        self.queue = queue
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
@@ -103,9 +102,9 @@ public final class Dispatcher: @unchecked Sendable {
         return max(1, (Int(clamping: limit.rlim_cur) - 128) / 2)
     }
 
-    /// Opens the dispatcher's own database reader and starts its thread.
+    /// Opens the dispatcher's queue (its own database reader) and starts its thread.
     public func start() throws {
-        reader = try store.openQueueReader()
+        try queue.open()
         if maxOutgoing < settings.maxOutgoing {
             logger.warning("--max-outgoing lowered from \(settings.maxOutgoing) to \(maxOutgoing): the descriptor limit (ulimit -n) leaves room for no more")
         }
@@ -186,7 +185,7 @@ public final class Dispatcher: @unchecked Sendable {
             let wait = stopDeadline != nil || !unrecorded.isEmpty ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
             curl.poll(timeoutMs: Int(wait))
         }
-        reader = nil
+        queue.close()
         let waiter = finish.withLock { finish -> CheckedContinuation<Void, Never>? in
             finish.done = true
             return finish.waiter
@@ -197,10 +196,9 @@ public final class Dispatcher: @unchecked Sendable {
     /// Claims due deliveries for every subscription with room, and works out
     /// when to look again.
     private func scan(now: Int64) {
-        guard let reader else { return }
         nextScanAt = now + 1000
         do {
-            let current = try TopicStore.targets(reader)
+            let current = try queue.targets()
             let known = Set(current.map(\.seq))
             for (seq, _) in targets where !known.contains(seq) { forget(subscription: seq) }
             targets = Dictionary(uniqueKeysWithValues: current.map { ($0.seq, $0) })
@@ -211,14 +209,14 @@ public final class Dispatcher: @unchecked Sendable {
                     scanOffset = index
                     break
                 }
-                try claim(for: current[index], now: now, reader: reader)
+                try claim(for: current[index], now: now)
             }
         } catch {
             logger.error("dispatcher could not read due deliveries: \(error)")
         }
     }
 
-    private func claim(for target: SubscriptionTarget, now: Int64, reader: SQLiteConnection) throws {
+    private func claim(for target: SubscriptionTarget, now: Int64) throws {
         var state = subscriptions[target.seq] ?? SubscriptionState(breaker: target.breaker)
         defer { subscriptions[target.seq] = state }
         let isDown = state.breaker.isDown(settings.policy)
@@ -231,8 +229,8 @@ public final class Dispatcher: @unchecked Sendable {
         }
         let room = min(allowed - state.busy.count, maxOutgoing - attempts.count)
         guard room > 0 else { return }
-        let due = try TopicStore.due(reader, subscription: target.seq, now: now, limit: room, excluding: state.busy)
-        if due.count < room, let next = try TopicStore.nextDue(reader, subscription: target.seq, after: now) {
+        let due = try queue.due(subscription: target.seq, now: now, limit: room, excluding: state.busy)
+        if due.count < room, let next = try queue.nextDue(subscription: target.seq, after: now) {
             nextScanAt = min(nextScanAt, next)
         }
         guard !due.isEmpty else { return }
@@ -295,7 +293,7 @@ public final class Dispatcher: @unchecked Sendable {
     private var unrecorded: [Unrecorded] = []
 
     private func record(_ batch: Unrecorded) {
-        store.record(
+        queue.record(
             batch.outcomes, breakers: batch.breakers, operational: batch.operational, backlogDueNow: batch.backlogDueNow,
             now: batch.notBefore
         ) { [self] result in

@@ -65,7 +65,7 @@ public final class ProvisioningService: Sendable {
             deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight)
         dispatcherSettings.caFile = configuration.webhookCAFile
         dispatcherSettings.maxOutgoing = configuration.maxOutgoing
-        let dispatcher = Dispatcher(store: store, settings: dispatcherSettings, metrics: metrics, logger: logger)
+        let dispatcher = Dispatcher(queue: store.makeDeliveryQueue(), settings: dispatcherSettings, metrics: metrics, logger: logger)
         self.dispatcher = dispatcher
         let backfill = BackfillRunner(store: store, logger: logger, batchDone: { dispatcher.wake() })
         self.backfill = backfill

@@ -2,11 +2,35 @@ import Essentials
 import Foundation
 
 extension TopicStore {
-    /// A read-only connection for the dispatcher's own thread.
-    func openQueueReader() throws -> SQLiteConnection { try ReaderPool.openReadOnly(path: path) }
+    /// The dispatcher's queue on this store (see `DeliveryQueue`).
+    func makeDeliveryQueue() -> SQLiteDeliveryQueue { SQLiteDeliveryQueue(path: path, writer: writer) }
+}
 
-    static func targets(_ db: SQLiteConnection) throws -> [SubscriptionTarget] {
-        try db.query(
+/// The dispatcher's queue kept in SQLite: it reads on a read-only connection
+/// of its own and writes outcomes through the store's group-committing writer.
+final class SQLiteDeliveryQueue: DeliveryQueue {
+    private let path: String
+    private let writer: StoreWriter
+    /// Opened by `open`, then used by the dispatcher's thread alone until `close`.
+    private var reader: SQLiteConnection?
+
+    init(path: String, writer: StoreWriter) {
+        self.path = path
+        self.writer = writer
+    }
+
+    func open() throws { reader = try ReaderPool.openReadOnly(path: path) }
+
+    func close() { reader = nil }
+
+    /// The read connection; an error before `open` or after `close`.
+    private func connection() throws -> SQLiteConnection {
+        guard let reader else { throw SQLiteError(code: 21, message: "the delivery queue is not open") }
+        return reader
+    }
+
+    func targets() throws -> [SubscriptionTarget] {
+        try connection().query(
             """
             SELECT seq, id, name, url, secret, paused, failures, failed_probes, probe_not_before, down_since
             FROM subscriptions ORDER BY seq
@@ -34,12 +58,13 @@ extension TopicStore {
     /// counting those in `busy` (in flight: still due in the database until
     /// their outcome commits). Only the ones taken are loaded with their
     /// payload; the in-flight ones are skipped by seq alone.
-    static func due(_ db: SQLiteConnection, subscription: Int64, now: Int64, limit: Int, excluding busy: Set<Int64>) throws -> [DueDelivery] {
-        let seqs = try db.query(dueSQL, [.integer(subscription), .integer(now), .int(limit + busy.count)]) { $0.int(0) }
+    func due(subscription: Int64, now: Int64, limit: Int, excluding busy: Set<Int64>) throws -> [DueDelivery] {
+        let db = try connection()
+        let seqs = try db.query(SQLiteDeliveryQueue.dueSQL, [.integer(subscription), .integer(now), .int(limit + busy.count)]) { $0.int(0) }
             .filter { !busy.contains($0) }
             .prefix(limit)
         return try seqs.compactMap { seq in
-            try db.queryOne(deliverySQL, [.integer(seq)]) { row in
+            try db.queryOne(SQLiteDeliveryQueue.deliverySQL, [.integer(seq)]) { row in
                 DueDelivery(
                     seq: row.int(0), attempts: Int(row.int(1)), eventSeq: row.int(2), eventId: row.text(3), type: row.text(4),
                     domain: row.optionalText(5), tenantId: row.optionalText(6), payload: row.blob(7), createdAt: row.int(8))
@@ -48,8 +73,8 @@ extension TopicStore {
     }
 
     /// When the subscription's next pending delivery falls due after `now`.
-    static func nextDue(_ db: SQLiteConnection, subscription: Int64, after now: Int64) throws -> Int64? {
-        try db.queryOne(
+    func nextDue(subscription: Int64, after now: Int64) throws -> Int64? {
+        try connection().queryOne(
             "SELECT min(next_attempt_at) FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
             [.integer(subscription), .integer(now)], map: { $0.optionalInt(0) }) ?? nil
     }
@@ -78,10 +103,10 @@ extension TopicStore {
                      outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)])
                 guard changed > 0 else { continue }
                 if outcome.delivered, let domain = outcome.delivery.domain {
-                    try db.run(TopicStore.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
+                    try db.run(SQLiteDeliveryQueue.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
                                                            .integer(outcome.delivery.eventSeq)])
                 }
-                try TopicStore.keepAttempt(db, outcome)
+                try SQLiteDeliveryQueue.keepAttempt(db, outcome)
             }
             // The subscription's last attempt, for its health (outcomes come in the order they finished).
             var last: [Int64: AttemptOutcome] = [:]
@@ -108,7 +133,7 @@ extension TopicStore {
                     "UPDATE deliveries SET next_attempt_at = ? WHERE subscription_seq = ? AND state = 0 AND next_attempt_at > ?",
                     [.integer(now), .integer(subscription), .integer(now)])
             }
-            for event in operational { try TopicStore.publish(db, event, now: now) }
+            for event in operational { try SQLiteDeliveryQueue.publish(db, event, now: now) }
         }, completion: completion)
     }
 
@@ -153,7 +178,7 @@ extension TopicStore {
         try db.run(
             "INSERT INTO events (id, type, payload, created_at) VALUES (?, ?, ?, ?)",
             [.text(RandomToken.identifier("evt")), .text(event.type.rawValue), .blob(payload), .integer(now)])
-        try createDeliveries(
+        try TopicStore.createDeliveries(
             db, eventSeq: db.lastInsertRowID, type: event.type, tenantSeq: nil, domain: nil, now: now, except: event.subscriptionSeq)
     }
 }
