@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .executable(name: "provisiond", targets: ["provisiond"]),
         .library(name: "HTTPServer", targets: ["HTTPServer", "Essentials"]),
-        .library(name: "Provisioning", targets: ["Provisioning"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

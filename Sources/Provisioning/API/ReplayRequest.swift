@@ -1,9 +1,9 @@
 /// A validated `POST /subscriptions/{id}/replay` body.
-public struct ReplayRequest: Sendable {
+struct ReplayRequest: Sendable {
     /// Unix ms.
-    public var since: Int64
+    var since: Int64
 
-    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> ReplayRequest {
+    static func parse(_ body: [UInt8]) throws(InvalidRequest) -> ReplayRequest {
         let reader = try ObjectReader.body(body)
         try reader.rejectUnknown(allowed: ["since"])
         let text = try reader.string("since", required: true)!

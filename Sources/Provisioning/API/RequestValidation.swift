@@ -1,10 +1,10 @@
 import Essentials
 
 /// Input that breaks a rule: the field's dotted path and what is wrong.
-public struct InvalidRequest: Error, Sendable, CustomStringConvertible {
-    public let field: String
-    public let message: String
-    public var description: String { "\(field): \(message)" }
+package struct InvalidRequest: Error, Sendable, CustomStringConvertible {
+    let field: String
+    let message: String
+    package var description: String { "\(field): \(message)" }
 }
 
 /// Reads a JSON object body field by field, naming the field in every error.

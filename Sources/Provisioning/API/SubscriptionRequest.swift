@@ -2,14 +2,14 @@ import CCurl
 import Foundation
 
 /// A validated `POST /subscriptions` body.
-public struct SubscriptionRequest: Sendable {
-    public var name: String
-    public var url: String
-    public var secret: String?
-    public var deliverAll: Bool
-    public var events: [EventType]
+package struct SubscriptionRequest: Sendable {
+    var name: String
+    var url: String
+    var secret: String?
+    var deliverAll: Bool
+    var events: [EventType]
 
-    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionRequest {
+    package static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionRequest {
         var reader = try ObjectReader.body(body)
         reader.nullIsAbsent = true
         try reader.rejectUnknown(allowed: ["name", "url", "secret", "deliver", "events"])
@@ -29,12 +29,12 @@ public struct SubscriptionRequest: Sendable {
 }
 
 /// A validated `PATCH /subscriptions/{id}` body.
-public struct SubscriptionPatch: Sendable {
-    public var url: String?
-    public var paused: Bool?
-    public var events: [EventType]?
+package struct SubscriptionPatch: Sendable {
+    var url: String?
+    var paused: Bool?
+    var events: [EventType]?
 
-    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionPatch {
+    package static func parse(_ body: [UInt8]) throws(InvalidRequest) -> SubscriptionPatch {
         let reader = try ObjectReader.body(body)
         try reader.rejectUnknown(
             allowed: ["url", "paused", "events"],

@@ -1,16 +1,16 @@
 import Essentials
 
 /// A validated `POST /tenants` body.
-public struct TenantRequest: Sendable {
-    public var domain: String
+package struct TenantRequest: Sendable {
+    package var domain: String
     /// The admin object as given (only the known fields).
-    public var admin: JSON
-    public var plan: String?
-    public var attributes: JSON
+    package var admin: JSON
+    var plan: String?
+    var attributes: JSON
     /// Key-order-independent form of the whole request, for idempotency.
-    public var canonical: String
+    package var canonical: String
 
-    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantRequest {
+    package static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantRequest {
         var reader = try ObjectReader.body(body)
         reader.nullIsAbsent = true
         try reader.rejectUnknown(allowed: ["domain", "admin", "plan", "attributes"])
@@ -44,13 +44,13 @@ public struct TenantRequest: Sendable {
 
 /// A validated `PATCH /tenants/{id}` body: each field given replaces the
 /// tenant's whole value; null is refused (it could be read as "remove").
-public struct TenantPatch: Sendable {
-    public var admin: JSON?
+struct TenantPatch: Sendable {
+    var admin: JSON?
     /// Set when `plan` was given.
-    public var plan: String??
-    public var attributes: JSON?
+    var plan: String??
+    var attributes: JSON?
 
-    public static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantPatch {
+    static func parse(_ body: [UInt8]) throws(InvalidRequest) -> TenantPatch {
         let reader = try ObjectReader.body(body)
         try reader.rejectUnknown(
             allowed: ["admin", "plan", "attributes"],

@@ -7,18 +7,18 @@ import Logging
 /// thread that owns libcurl. Work comes from SQLite in batches; outcomes go
 /// back through the writer. Each subscription has its own in-flight limit
 /// and circuit breaker, so one slow or dead receiver never holds up another.
-public final class Dispatcher: @unchecked Sendable {
-    public struct Settings: Sendable {
-        public var policy: RetryPolicy
-        public var deliveryTimeout: Duration
-        public var maxInFlight: Int
+final class Dispatcher: @unchecked Sendable {
+    struct Settings: Sendable {
+        var policy: RetryPolicy
+        var deliveryTimeout: Duration
+        var maxInFlight: Int
         /// Attempts at once across all subscriptions (--max-outgoing), before
         /// the descriptor limit lowers it.
-        public var maxOutgoing = 1024
-        public var userAgent = "provisiond/\(ProvisiondVersion.current)"
+        var maxOutgoing = 1024
+        var userAgent = "provisiond/\(ProvisiondVersion.current)"
         /// PEM bundle of the CAs trusted for https webhooks; nil: the system's.
-        public var caFile: String?
-        public init(policy: RetryPolicy, deliveryTimeout: Duration, maxInFlight: Int) {
+        var caFile: String?
+        init(policy: RetryPolicy, deliveryTimeout: Duration, maxInFlight: Int) {
             self.policy = policy
             self.deliveryTimeout = deliveryTimeout
             self.maxInFlight = maxInFlight
@@ -103,7 +103,7 @@ public final class Dispatcher: @unchecked Sendable {
     }
 
     /// Opens the dispatcher's queue (its own database reader) and starts its thread.
-    public func start() throws {
+    func start() throws {
         try queue.open()
         if maxOutgoing < settings.maxOutgoing {
             logger.warning("--max-outgoing lowered from \(settings.maxOutgoing) to \(maxOutgoing): the descriptor limit (ulimit -n) leaves room for no more")
@@ -115,7 +115,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     /// New or requeued deliveries, or a changed subscription: look now, not
     /// at the next timer.
-    public func wake() {
+    func wake() {
         inbox.withLock { $0.wake = true }
         curl.wakeup()
     }
@@ -123,7 +123,7 @@ public final class Dispatcher: @unchecked Sendable {
     /// An operator retried, unpaused or re-pointed the subscription: if it is
     /// down, probe it now rather than after its backoff (which can be as
     /// long as --retry-max). It stays down until a probe succeeds.
-    public func probeNow(subscriptionId: String) {
+    func probeNow(subscriptionId: String) {
         inbox.withLock {
             $0.probeNow.insert(subscriptionId)
             $0.wake = true
@@ -133,7 +133,7 @@ public final class Dispatcher: @unchecked Sendable {
 
     /// Stops claiming, lets in-flight attempts finish for up to `grace`, and
     /// hands back the rest as due (they stay pending in the database).
-    public func shutdown(grace: Duration) async {
+    func shutdown(grace: Duration) async {
         let deadline = WallClock.nowMillis() + grace.milliseconds
         inbox.withLock { $0.stopDeadline = deadline }
         curl.wakeup()

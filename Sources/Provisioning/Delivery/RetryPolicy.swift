@@ -2,27 +2,27 @@ import Foundation
 
 /// When to try a failed delivery again: exponential backoff with jitter from
 /// `initial` up to `maximum`; a longer `Retry-After` on 429/503 wins.
-public struct RetryPolicy: Sendable {
-    public var initial: Duration
-    public var maximum: Duration
+struct RetryPolicy: Sendable {
+    var initial: Duration
+    var maximum: Duration
     /// 0: until it succeeds.
-    public var maxAttempts: Int
+    var maxAttempts: Int
     /// Consecutive failures after which a subscription counts as down.
-    public var downAfter = 5
+    var downAfter = 5
 
-    public init(initial: Duration, maximum: Duration, maxAttempts: Int) {
+    init(initial: Duration, maximum: Duration, maxAttempts: Int) {
         self.initial = initial
         self.maximum = maximum
         self.maxAttempts = maxAttempts
     }
 
     /// Whether `attempts` failed attempts exhaust the delivery.
-    public func isExhausted(attempts: Int) -> Bool { maxAttempts > 0 && attempts >= maxAttempts }
+    func isExhausted(attempts: Int) -> Bool { maxAttempts > 0 && attempts >= maxAttempts }
 
     /// The delay after the `failures`-th failure in a row (1-based), in ms:
     /// the exponential step, with its upper half jittered so that a batch
     /// that failed together does not return together.
-    public func delayMillis(failures: Int, retryAfterMillis: Int64? = nil) -> Int64 {
+    func delayMillis(failures: Int, retryAfterMillis: Int64? = nil) -> Int64 {
         let initialMs = Double(initial.milliseconds), maxMs = Double(maximum.milliseconds)
         let exponent = Double(min(max(failures - 1, 0), 40))
         let step = min(maxMs, initialMs * pow(2, exponent))
@@ -32,7 +32,7 @@ public struct RetryPolicy: Sendable {
     }
 
     /// `Retry-After` as delay-seconds or an HTTP date, in ms from `now`.
-    public static func parseRetryAfter(_ value: String, nowMillis: Int64) -> Int64? {
+    static func parseRetryAfter(_ value: String, nowMillis: Int64) -> Int64? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         if let seconds = Int64(trimmed), seconds >= 0 { return min(seconds, 86_400) * 1000 }
         let formatter = DateFormatter()

@@ -11,7 +11,7 @@ import Prometheus
 /// subscription does and go with it: each scrape reconciles them with the
 /// store's subscriptions, which also give the backlog, state and oldest
 /// pending delivery, read from counters the store keeps.
-public final class Metrics: Sendable {
+final class Metrics: Sendable {
     /// The series of one subscription, by its name.
     private struct SubscriptionSeries {
         let outcomes: [String: CoreMetrics.Counter]
@@ -86,7 +86,7 @@ public final class Metrics: Sendable {
     private let cpuSeconds: CoreMetrics.FloatingPointCounter
     private let openFileDescriptors: CoreMetrics.Gauge
 
-    public init() {
+    init() {
         let factory = DescribedPrometheusFactory(registry: registry, families: Metrics.families)
         self.factory = factory
         tenantsTotal = CoreMetrics.Counter(label: "provisiond_tenants_total", factory: factory)
@@ -101,7 +101,7 @@ public final class Metrics: Sendable {
     }
 
     /// The tenants there are when the service starts; counted on from there.
-    public func setTenantsTotal(_ count: Int) {
+    func setTenantsTotal(_ count: Int) {
         let more = state.withLock { s in
             defer { s.tenantsCounted = max(s.tenantsCounted, count) }
             return max(0, count - s.tenantsCounted)
@@ -110,7 +110,7 @@ public final class Metrics: Sendable {
     }
 
     /// A tenant created (answered 202): its `tenant.created` event too.
-    public func tenantCreated() {
+    func tenantCreated() {
         state.withLock { $0.tenantsCounted += 1 }
         tenantsTotal.increment()
         event(.tenantCreated)
@@ -123,7 +123,7 @@ public final class Metrics: Sendable {
 
     /// One webhook attempt to the subscription named `subscription`, its
     /// outcome (`delivered`, `retry` or `failed`) and how long it took.
-    public func delivery(subscription: String, outcome: String, attemptMillis: Int64) {
+    func delivery(subscription: String, outcome: String, attemptMillis: Int64) {
         let series = state.withLock { s in
             s.attempts[outcome, default: 0] += 1
             if outcome == "delivered" { s.rates[subscription, default: DeliveryRate()].count(atSecond: WallClock.nowMillis() / 1000) }
@@ -134,19 +134,19 @@ public final class Metrics: Sendable {
     }
 
     /// Acknowledgements per subscription name in the last minute.
-    public func deliveredLastMinute() -> [String: Int] {
+    func deliveredLastMinute() -> [String: Int] {
         let second = WallClock.nowMillis() / 1000
         return state.withLock { $0.rates.mapValues { $0.lastMinute(atSecond: second) } }
     }
 
     /// A delivery acknowledged by the subscription named `subscription`,
     /// `seconds` after its event was published.
-    public func acknowledged(subscription: String, afterSeconds seconds: Double) {
+    func acknowledged(subscription: String, afterSeconds seconds: Double) {
         let series = state.withLock { subscriptionSeries(&$0, subscription) }
         series.deliverySeconds.recordSeconds(max(0, seconds))
     }
 
-    public func request(method: String, route: String, status: Int) {
+    func request(method: String, route: String, status: Int) {
         let key = RequestKey(method: method, route: route, status: status)
         let counter = state.withLock { s in
             if method == "POST", route == "/tenants", status == 202 { s.tenantsAccepted += 1 }
@@ -163,7 +163,7 @@ public final class Metrics: Sendable {
     /// What this process has counted since it started, for the shutdown
     /// summary: tenants accepted (answered 202) and webhook attempts by
     /// outcome (`delivered`, `retry`, `failed`).
-    public func runTotals() -> (tenantsAccepted: Int, attempts: [String: Int]) {
+    func runTotals() -> (tenantsAccepted: Int, attempts: [String: Int]) {
         state.withLock { ($0.tenantsAccepted, $0.attempts) }
     }
 
@@ -194,7 +194,7 @@ public final class Metrics: Sendable {
     }
 
     /// Call before reading the subscriptions for `render(subscriptions:scrape:)`.
-    public func beginScrape() -> Int {
+    func beginScrape() -> Int {
         state.withLock { s in
             s.generation += 1
             return s.generation
@@ -205,7 +205,7 @@ public final class Metrics: Sendable {
     /// `beginScrape()` returned `scrape`: the per-subscription series are
     /// made for those that have none and removed for those that are gone.
     /// nil when the store could not be read: the series stay as they were.
-    public func render(subscriptions: [Subscription]?, scrape: Int, now: Int64 = WallClock.nowMillis()) -> String {
+    func render(subscriptions: [Subscription]?, scrape: Int, now: Int64 = WallClock.nowMillis()) -> String {
         if let subscriptions { reconcile(subscriptions, scrape: scrape, now: now) }
         if let process = ProcessStats.read() {
             residentMemory.record(process.residentMemoryBytes)

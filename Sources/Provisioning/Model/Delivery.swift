@@ -1,9 +1,9 @@
-public enum DeliveryState: Int, Sendable, CaseIterable {
+enum DeliveryState: Int, Sendable, CaseIterable {
     case pending = 0
     case delivered = 1
     case failed = 2
 
-    public var name: String {
+    var name: String {
         switch self {
         case .pending: return "pending"
         case .delivered: return "delivered"
@@ -11,37 +11,37 @@ public enum DeliveryState: Int, Sendable, CaseIterable {
         }
     }
 
-    public init?(name: String) {
+    init?(name: String) {
         guard let state = DeliveryState.allCases.first(where: { $0.name == name }) else { return nil }
         self = state
     }
 }
 
 /// A delivery as seen from its tenant or its subscription.
-public struct Delivery: Sendable {
-    public var subscriptionId: String
-    public var subscriptionName: String
+struct Delivery: Sendable {
+    var subscriptionId: String
+    var subscriptionName: String
     /// Nil for an operational event's delivery.
-    public var tenantId: String?
-    public var domain: String?
-    public var eventId: String
-    public var type: String
-    public var state: DeliveryState
-    public var attempts: Int
-    public var lastAttemptAt: Int64?
-    public var lastStatus: Int?
-    public var lastError: String?
-    public var nextAttemptAt: Int64?
-    public var deliveredAt: Int64?
+    var tenantId: String?
+    var domain: String?
+    var eventId: String
+    var type: String
+    var state: DeliveryState
+    var attempts: Int
+    var lastAttemptAt: Int64?
+    var lastStatus: Int?
+    var lastError: String?
+    var nextAttemptAt: Int64?
+    var deliveredAt: Int64?
     /// The event this one waits behind (its domain's oldest unacknowledged one).
-    public var blockedBy: String?
+    var blockedBy: String?
 }
 
 /// One webhook attempt, as kept for an operator.
-public struct Attempt: Sendable {
-    public var at: Int64
-    public var durationMs: Int64
-    public var status: Int?
-    public var error: String?
-    public var response: [UInt8]?
+struct Attempt: Sendable {
+    var at: Int64
+    var durationMs: Int64
+    var status: Int?
+    var error: String?
+    var response: [UInt8]?
 }

@@ -1,5 +1,5 @@
 /// What happened, as the `type` of a webhook body.
-public enum EventType: String, Sendable, CaseIterable {
+enum EventType: String, Sendable, CaseIterable {
     case tenantCreated = "tenant.created"
     case tenantUpdated = "tenant.updated"
     case tenantDeactivated = "tenant.deactivated"
@@ -10,7 +10,7 @@ public enum EventType: String, Sendable, CaseIterable {
     case subscriptionRecovered = "subscription.recovered"
 
     /// What a subscription gets unless it lists its own: every tenant event.
-    public static let tenantTypes: [EventType] = [.tenantCreated, .tenantUpdated, .tenantDeactivated, .tenantActivated, .tenantDeleted]
+    static let tenantTypes: [EventType] = [.tenantCreated, .tenantUpdated, .tenantDeactivated, .tenantActivated, .tenantDeleted]
 
     /// The stored form of a list of wanted types, `,a,b,`, tested with `instr(events, ',type,')`.
     static func stored(_ types: [EventType]) -> String { "," + types.map(\.rawValue).joined(separator: ",") + "," }

@@ -1,7 +1,7 @@
-public struct Page<Item: Sendable>: Sendable {
-    public var items: [Item]
+struct Page<Item: Sendable>: Sendable {
+    var items: [Item]
     /// The cursor for the next page; nil on the last.
-    public var next: String?
+    var next: String?
 }
 
 /// Takes a list page's items one by one as the store loads them; the store

@@ -1,29 +1,29 @@
-public struct DeliveryCounts: Sendable {
-    public var pending = 0
-    public var delivered = 0
-    public var failed = 0
+struct DeliveryCounts: Sendable {
+    var pending = 0
+    var delivered = 0
+    var failed = 0
 }
 
-public struct Subscription: Sendable {
-    public var seq: Int64
-    public var id: String
-    public var name: String
-    public var url: String
-    public var deliver: String
-    public var paused: Bool
-    public var createdAt: Int64
-    public var events: [EventType]
-    public var counts: DeliveryCounts
+struct Subscription: Sendable {
+    var seq: Int64
+    var id: String
+    var name: String
+    var url: String
+    var deliver: String
+    var paused: Bool
+    var createdAt: Int64
+    var events: [EventType]
+    var counts: DeliveryCounts
     /// Set while it counts as down (failing in a row): since when.
-    public var downSince: Int64?
-    public var lastAttemptAt: Int64?
-    public var lastSuccessAt: Int64?
-    public var lastStatus: Int?
+    var downSince: Int64?
+    var lastAttemptAt: Int64?
+    var lastSuccessAt: Int64?
+    var lastStatus: Int?
     /// Of the last attempt; nil when it succeeded.
-    public var lastError: String?
+    var lastError: String?
     /// When its oldest pending delivery was created.
-    public var oldestPendingAt: Int64?
+    var oldestPendingAt: Int64?
 
     /// `paused` wins over `down`.
-    public var state: String { paused ? "paused" : (downSince != nil ? "down" : "up") }
+    var state: String { paused ? "paused" : (downSince != nil ? "down" : "up") }
 }

@@ -1,6 +1,6 @@
 import Essentials
 
-public enum TenantStatus: String, Sendable, CaseIterable {
+enum TenantStatus: String, Sendable, CaseIterable {
     case pending, provisioned, failed
 
     /// `failed` if any delivery failed, else `pending` if any is pending, else `provisioned`.
@@ -15,28 +15,28 @@ public enum TenantStatus: String, Sendable, CaseIterable {
     }
 }
 
-public struct Tenant: Sendable {
-    public var id: String
+struct Tenant: Sendable {
+    var id: String
     /// The webhook `data` object: id, domain, admin, plan, attributes, active,
     /// version, createdAt, updatedAt, deletedAt.
-    public var data: JSON
-    public var deletedAt: Int64?
-    public var deliveries: [Delivery]
+    var data: JSON
+    var deletedAt: Int64?
+    var deliveries: [Delivery]
 
-    public var status: TenantStatus { TenantStatus(deliveries: deliveries.map(\.state)) }
+    var status: TenantStatus { TenantStatus(deliveries: deliveries.map(\.state)) }
 }
 
 /// Live tenants by status.
-public struct TenantStats: Sendable {
-    public var pending = 0
-    public var provisioned = 0
-    public var failed = 0
-    public var total: Int { pending + provisioned + failed }
+struct TenantStats: Sendable {
+    var pending = 0
+    var provisioned = 0
+    var failed = 0
+    var total: Int { pending + provisioned + failed }
 }
 
-public struct TenantEvent: Sendable {
-    public var id: String
-    public var type: String
-    public var version: Int
-    public var createdAt: Int64
+struct TenantEvent: Sendable {
+    var id: String
+    var type: String
+    var version: Int
+    var createdAt: Int64
 }

@@ -1,5 +1,5 @@
 /// A change to a tenant after its creation.
-public enum TenantChange: Sendable {
+enum TenantChange: Sendable {
     case update(TenantPatch)
     case deactivate
     case activate

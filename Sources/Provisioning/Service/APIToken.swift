@@ -2,14 +2,14 @@ import Foundation
 
 /// The bearer token: given, or generated once into `<data-dir>/api-token`
 /// (mode 0600) and reused on later starts.
-public enum APIToken {
-    public enum Source: Sendable, Equatable {
+enum APIToken {
+    enum Source: Sendable, Equatable {
         case given
         case generated(path: String)
         case stored(path: String)
     }
 
-    public static func resolve(given: String?, dataDirectory: String) throws -> (token: String, source: Source) {
+    static func resolve(given: String?, dataDirectory: String) throws -> (token: String, source: Source) {
         if let given { return (given, .given) }
         let path = (dataDirectory as NSString).appendingPathComponent("api-token")
         if let data = FileManager.default.contents(atPath: path),

@@ -1,6 +1,6 @@
 /// Parses `250ms`, `2s`, `10m`, `1h` (and a plain number of seconds).
-public enum DurationParser {
-    public static func parse(_ text: String) -> Duration? {
+package enum DurationParser {
+    package static func parse(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)]
         // "ms" is tried before "m" and "s"; a bare number means seconds.
         let (number, millisPerUnit) = units.first { text.hasSuffix($0.0) }
@@ -17,7 +17,7 @@ public enum DurationParser {
         return .milliseconds(Int64(millis))
     }
 
-    public static func format(_ duration: Duration) -> String {
+    package static func format(_ duration: Duration) -> String {
         let ms = duration.milliseconds
         if ms % 3_600_000 == 0 && ms > 0 { return "\(ms / 3_600_000)h" }
         if ms % 60_000 == 0 && ms > 0 { return "\(ms / 60_000)m" }
@@ -28,7 +28,7 @@ public enum DurationParser {
 
 extension Duration {
     /// Whole milliseconds, the unit of every stored time and delay.
-    public var milliseconds: Int64 {
+    package var milliseconds: Int64 {
         components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 
 /// How log events are written: `text` for people, `json` for log shippers.
-public enum LogFormat: String, CaseIterable, Sendable {
+package enum LogFormat: String, CaseIterable, Sendable {
     case text, json
 }
 
@@ -14,14 +14,14 @@ public enum LogFormat: String, CaseIterable, Sendable {
 ///   (metadata as `key=value`, values quoted when they hold spaces, quotes or `=`).
 /// - `json`: `{"time":"2026-11-29T10:00:00.123Z","level":"info","message":"...","backlog":0,...}`,
 ///   the metadata as fields beside `time`, `level` and `message`.
-public struct LineLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var metadataProvider: Logger.MetadataProvider?
-    public var logLevel: Logger.Level
+package struct LineLogHandler: LogHandler {
+    package var metadata: Logger.Metadata = [:]
+    package var metadataProvider: Logger.MetadataProvider?
+    package var logLevel: Logger.Level
     private let format: LogFormat
     private let output: @Sendable (String) -> Void
 
-    public init(
+    package init(
         format: LogFormat, level: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil,
         output: @escaping @Sendable (String) -> Void = LineLogHandler.writeToStandardError
     ) {
@@ -31,12 +31,12 @@ public struct LineLogHandler: LogHandler {
         self.output = output
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
         if let given = event.metadata { fields.merge(given) { $1 } }
@@ -46,7 +46,7 @@ public struct LineLogHandler: LogHandler {
     }
 
     /// One event as one line, without its line feed.
-    public static func line(
+    static func line(
         format: LogFormat, time: String, level: Logger.Level, message: String, fields: Logger.Metadata
     ) -> String {
         let sorted = fields.sorted { $0.key < $1.key }
@@ -69,7 +69,7 @@ public struct LineLogHandler: LogHandler {
     }
 
     /// RFC 3339 in UTC with milliseconds: `2026-11-29T10:00:00.123Z`.
-    public static func timestamp() -> String {
+    static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = now.tv_sec
@@ -87,7 +87,7 @@ public struct LineLogHandler: LogHandler {
     /// Lines from all threads go out whole, one write each.
     private static let stderrLock = Locked(())
 
-    public static let writeToStandardError: @Sendable (String) -> Void = { line in
+    static let writeToStandardError: @Sendable (String) -> Void = { line in
         var bytes = Array(line.utf8)
         bytes.append(UInt8(ascii: "\n"))
         stderrLock.withLock { _ in

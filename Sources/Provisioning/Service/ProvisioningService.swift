@@ -4,9 +4,9 @@ import Logging
 
 /// Wires the pieces: the store (durable topic), the HTTP API and server, the
 /// webhook dispatcher, and the `deliver: all` catch-up.
-public final class ProvisioningService: Sendable {
-    public let configuration: ServiceConfiguration
-    public let store: TopicStore
+package final class ProvisioningService: Sendable {
+    let configuration: ServiceConfiguration
+    package let store: TopicStore
     let server: HTTPServer
     let metrics = Metrics()
     let logger: Logger
@@ -15,7 +15,7 @@ public final class ProvisioningService: Sendable {
     /// Held for the life of the service: one provisiond per data dir.
     private let directoryLock: DataDirectoryLock
 
-    public init(configuration: ServiceConfiguration, logger: Logger) throws {
+    package init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         var limits = HTTPLimits()
@@ -78,7 +78,7 @@ public final class ProvisioningService: Sendable {
     }
 
     /// Starts serving; returns the bound port.
-    public func start() throws -> Int {
+    package func start() throws -> Int {
         metrics.setTenantsTotal((try? store.readers.readNow(TopicStore.countTenants)) ?? 0)
         backfill.request()  // resume an interrupted catch-up
         // Deliveries pending before a restart resume on their schedule;
@@ -89,7 +89,7 @@ public final class ProvisioningService: Sendable {
 
     /// Stops accepting, finishes in-flight requests, hands back in-flight
     /// deliveries, and closes the database.
-    public func shutdown() async {
+    package func shutdown() async {
         await server.shutdown(gracePeriod: .seconds(10))
         await backfill.stop()
         await dispatcher.shutdown(grace: .seconds(5))

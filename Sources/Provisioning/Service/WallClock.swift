@@ -1,15 +1,15 @@
 import Foundation
 
 /// Wall-clock time in Unix milliseconds, the unit of every stored timestamp.
-public enum WallClock {
-    public static func nowMillis() -> Int64 {
+enum WallClock {
+    static func nowMillis() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
     /// RFC 3339 in UTC with whole seconds (`2026-11-29T16:00:00Z`).
-    public static func rfc3339(_ millis: Int64) -> String {
+    static func rfc3339(_ millis: Int64) -> String {
         var seconds = time_t(millis / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)

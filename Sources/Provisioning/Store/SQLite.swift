@@ -1,21 +1,21 @@
 import CSQLite
 
-public struct SQLiteError: Error, CustomStringConvertible, Sendable {
-    public let code: Int32
-    public let message: String
-    public var description: String { "SQLite error \(code): \(message)" }
+struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    let code: Int32
+    let message: String
+    var description: String { "SQLite error \(code): \(message)" }
 
     /// A UNIQUE or other constraint was violated.
-    public var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
+    var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
 }
 
 /// One SQLite connection. Not thread-safe by itself: each owner (the writer
 /// thread, a reader, the dispatcher) uses its own.
-public final class SQLiteConnection {
+final class SQLiteConnection {
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
 
-    public init(path: String) throws {
+    init(path: String) throws {
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -35,7 +35,7 @@ public final class SQLiteConnection {
         sqlite3_close_v2(handle)
     }
 
-    public func execute(_ sql: String) throws {
+    func execute(_ sql: String) throws {
         var error: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(handle, sql, nil, nil, &error)
         if rc != SQLITE_OK {
@@ -46,7 +46,7 @@ public final class SQLiteConnection {
     }
 
     /// A prepared statement, cached by its text, reset and ready to bind.
-    public func prepare(_ sql: String) throws -> SQLiteStatement {
+    func prepare(_ sql: String) throws -> SQLiteStatement {
         if let cached = statements[sql] {
             cached.reset()
             return cached
@@ -60,7 +60,7 @@ public final class SQLiteConnection {
     }
 
     /// Runs a statement with bindings and returns each row mapped.
-    public func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
+    func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
         let statement = try prepare(sql)
         try statement.bind(bindings)
         // Also when `map` throws: a statement left mid-result keeps its read
@@ -71,7 +71,7 @@ public final class SQLiteConnection {
         return rows
     }
 
-    public func queryOne<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
+    func queryOne<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
         let statement = try prepare(sql)
         try statement.bind(bindings)
         defer { statement.reset() }
@@ -80,7 +80,7 @@ public final class SQLiteConnection {
 
     /// Runs a statement that returns no rows; gives the number of rows changed.
     @discardableResult
-    public func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> Int {
+    func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> Int {
         let statement = try prepare(sql)
         try statement.bind(bindings)
         defer { statement.reset() }
@@ -88,29 +88,29 @@ public final class SQLiteConnection {
         return Int(sqlite3_changes(handle))
     }
 
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     /// False in autocommit mode: no BEGIN is open (or SQLite rolled it back after an error).
-    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+    var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
 
     func lastError(_ rc: Int32) -> SQLiteError {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
     }
 }
 
-public enum SQLiteValue: Sendable {
+enum SQLiteValue: Sendable {
     case null
     case integer(Int64)
     case real(Double)
     case text(String)
     case blob([UInt8])
 
-    public static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
-    public static func optional(_ value: String?) -> SQLiteValue { value.map(SQLiteValue.text) ?? .null }
-    public static func optional(_ value: Int64?) -> SQLiteValue { value.map(SQLiteValue.integer) ?? .null }
+    static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
+    static func optional(_ value: String?) -> SQLiteValue { value.map(SQLiteValue.text) ?? .null }
+    static func optional(_ value: Int64?) -> SQLiteValue { value.map(SQLiteValue.integer) ?? .null }
 }
 
-public final class SQLiteStatement {
+final class SQLiteStatement {
     let raw: OpaquePointer
     unowned let connection: SQLiteConnection
 
@@ -157,23 +157,23 @@ public final class SQLiteStatement {
 }
 
 /// The current row of a statement; valid only inside the mapping closure.
-public struct SQLiteRow {
+struct SQLiteRow {
     let statement: SQLiteStatement
 
-    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.raw, column) == SQLITE_NULL }
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.raw, column) == SQLITE_NULL }
 
-    public func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement.raw, column) }
+    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement.raw, column) }
 
-    public func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
+    func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 
-    public func text(_ column: Int32) -> String {
+    func text(_ column: Int32) -> String {
         guard let pointer = sqlite3_column_text(statement.raw, column) else { return "" }
         return String(cString: pointer)
     }
 
-    public func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
 
-    public func blob(_ column: Int32) -> [UInt8] {
+    func blob(_ column: Int32) -> [UInt8] {
         let count = Int(sqlite3_column_bytes(statement.raw, column))
         guard count > 0, let pointer = sqlite3_column_blob(statement.raw, column) else { return [] }
         return Array(UnsafeRawBufferPointer(start: pointer, count: count))

@@ -1,8 +1,8 @@
 /// The database schema as a list of migrations. `PRAGMA user_version` records
 /// how many have run, so a file from an older release upgrades in place.
 /// Never edit a migration that has shipped; append a new one.
-public enum Schema {
-    public static let migrations: [String] = [
+enum Schema {
+    static let migrations: [String] = [
         // 1: the durable topic.
         """
         CREATE TABLE tenants (
@@ -212,10 +212,10 @@ public enum Schema {
         """,
     ]
 
-    public static var currentVersion: Int { migrations.count }
+    static var currentVersion: Int { migrations.count }
 
     /// Applies the pending migrations, each in its own transaction.
-    public static func migrate(_ db: SQLiteConnection, upTo target: Int = Schema.currentVersion) throws {
+    static func migrate(_ db: SQLiteConnection, upTo target: Int = Schema.currentVersion) throws {
         let version = try db.queryOne("PRAGMA user_version") { Int($0.int(0)) } ?? 0
         guard version <= migrations.count else {
             throw SQLiteError(code: 1, message: "database schema version \(version) is newer than this provisiond (\(migrations.count))")

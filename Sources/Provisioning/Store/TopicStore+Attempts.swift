@@ -1,12 +1,12 @@
 extension TopicStore {
-    public enum AttemptsResult: Sendable {
+    enum AttemptsResult: Sendable {
         case noSubscription
         case noDelivery
         case found([Attempt])
     }
 
     /// The last 10 attempts of one delivery, newest first.
-    public func attempts(subscriptionId key: String, eventId: String) async throws -> AttemptsResult {
+    func attempts(subscriptionId key: String, eventId: String) async throws -> AttemptsResult {
         try await readers.read { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return .noSubscription }
             guard let delivery = try db.queryOne(

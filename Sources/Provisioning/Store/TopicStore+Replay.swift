@@ -3,7 +3,7 @@ extension TopicStore {
     /// accepted since `since`, with its original webhook-id, in order: each
     /// becomes pending with a fresh round of attempts, waiting behind the
     /// earlier ones of its domain. Nil if the subscription does not exist.
-    public func replay(subscriptionId key: String, since: Int64) async throws -> Int? {
+    func replay(subscriptionId key: String, since: Int64) async throws -> Int? {
         try await writer.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key),
                   let events = try db.queryOne("SELECT events FROM subscriptions WHERE seq = ?", [.integer(seq)], map: { $0.text(0) })

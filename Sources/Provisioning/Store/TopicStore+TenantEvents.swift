@@ -1,7 +1,7 @@
 import Essentials
 
 extension TopicStore {
-    public enum ChangeResult: Sendable {
+    enum ChangeResult: Sendable {
         /// Committed with its event and deliveries.
         case changed(Tenant)
         /// Nothing to change: no event.
@@ -11,7 +11,7 @@ extension TopicStore {
     }
 
     /// Applies a change and publishes its event, in one transaction.
-    public func change(tenantId: String, _ change: TenantChange) async throws -> ChangeResult {
+    func change(tenantId: String, _ change: TenantChange) async throws -> ChangeResult {
         try await writer.write { db in
             guard var row = try db.queryOne(
                 "SELECT \(TenantRow.columns) FROM tenants WHERE id = ?", [.text(tenantId)], map: TenantRow.init)
@@ -94,7 +94,7 @@ extension TopicStore {
     }
 
     /// A tenant's events, oldest first; nil if the tenant does not exist.
-    public func events(tenantId: String, limit: Int, after: String?) async throws -> Page<TenantEvent>? {
+    func events(tenantId: String, limit: Int, after: String?) async throws -> Page<TenantEvent>? {
         try await readers.read { db in
             guard let tenantSeq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(tenantId)], map: { $0.int(0) }) else {
                 return nil

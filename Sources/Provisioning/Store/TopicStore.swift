@@ -3,14 +3,14 @@ import Foundation
 /// The durable topic on SQLite: tenants (each with its published event),
 /// subscriptions, and one delivery per event per subscription. All writes go
 /// through the group-committing writer; reads use their own connections.
-public final class TopicStore: Sendable {
-    public let path: String
+package final class TopicStore: Sendable {
+    package let path: String
     let writer: StoreWriter
     let readers: ReaderPool
 
-    public static let fileName = "provisiond.sqlite3"
+    static let fileName = "provisiond.sqlite3"
 
-    public init(directory: String) throws {
+    init(directory: String) throws {
         path = (directory as NSString).appendingPathComponent(TopicStore.fileName)
         try TopicStore.keepPrivate(path)
         writer = try StoreWriter(path: path)
@@ -28,18 +28,18 @@ public final class TopicStore: Sendable {
     }
 
     /// Commits what is queued and closes the writer.
-    public func close() { writer.close() }
+    func close() { writer.close() }
 
     /// Groups committed so far (group commit shows as fewer commits than writes).
-    public var commitCount: Int { writer.commits }
+    var commitCount: Int { writer.commits }
 
-    public func isUsable() async -> Bool {
+    func isUsable() async -> Bool {
         (try? await readers.read { db in try db.queryOne("SELECT count(*) FROM subscriptions") { $0.int(0) } }) != nil
     }
 
     // MARK: Tenants
 
-    public enum PublishResult: Sendable {
+    enum PublishResult: Sendable {
         case created(Tenant)
         case existing(Tenant)
         case conflict(existingId: String)
@@ -48,7 +48,7 @@ public final class TopicStore: Sendable {
     /// Stores the tenant with its creation event and one pending delivery per
     /// subscription that wants it (paused ones included), in one transaction;
     /// returns after the commit. A deleted tenant's domain is free again.
-    public func publish(_ request: TenantRequest) async throws -> PublishResult {
+    func publish(_ request: TenantRequest) async throws -> PublishResult {
         try await writer.write { db in
             if let (seq, id, canonical) = try db.queryOne(
                 "SELECT seq, id, request FROM tenants WHERE domain = ? AND deleted_at IS NULL", [.text(request.domain)],
@@ -72,25 +72,25 @@ public final class TopicStore: Sendable {
         }
     }
 
-    public func tenant(id: String) async throws -> Tenant? {
+    func tenant(id: String) async throws -> Tenant? {
         try await readers.read { db in
             guard let seq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(id)], map: { $0.int(0) }) else { return nil }
             return try TopicStore.loadTenant(db, seq: seq)
         }
     }
 
-    public struct TenantFilter: Sendable {
-        public var domain: String?
-        public var status: TenantStatus?
+    struct TenantFilter: Sendable {
+        var domain: String?
+        var status: TenantStatus?
         /// Live tenants (false) or only deleted ones (true).
-        public var deleted = false
-        public var limit = 100
+        var deleted = false
+        var limit = 100
         /// A tenant id from an earlier page's `next`.
-        public var after: String?
-        public init() {}
+        var after: String?
+        init() {}
     }
 
-    public func tenants(_ filter: TenantFilter) async throws -> Page<Tenant> {
+    func tenants(_ filter: TenantFilter) async throws -> Page<Tenant> {
         let (list, next) = try await tenants(filter, into: ItemList())
         return Page(items: list.items, next: next)
     }
@@ -181,7 +181,7 @@ public final class TopicStore: Sendable {
             blockedBy: row.optionalText(13))
     }
 
-    public func tenantCount() async throws -> Int {
+    func tenantCount() async throws -> Int {
         try await readers.read(TopicStore.countTenants)
     }
 
@@ -191,12 +191,12 @@ public final class TopicStore: Sendable {
 
     // MARK: Subscriptions
 
-    public enum CreateSubscriptionResult: Sendable {
+    enum CreateSubscriptionResult: Sendable {
         case created(Subscription, secret: String)
         case nameTaken
     }
 
-    public func createSubscription(_ request: SubscriptionRequest) async throws -> CreateSubscriptionResult {
+    func createSubscription(_ request: SubscriptionRequest) async throws -> CreateSubscriptionResult {
         try await writer.write { db in
             if try db.queryOne("SELECT 1 FROM subscriptions WHERE name = ?", [.text(request.name)], map: { _ in true }) != nil {
                 return .nameTaken
@@ -220,7 +220,7 @@ public final class TopicStore: Sendable {
     /// Creates the next batch of catch-up deliveries for a `deliver: all`
     /// subscription; true while more remain. Batches keep the writer's
     /// transactions short however many tenants exist.
-    public func backfillStep(batchSize: Int = 2000) async throws -> Bool {
+    func backfillStep(batchSize: Int = 2000) async throws -> Bool {
         try await writer.write { db in
             guard let (subscriptionSeq, next, until, events) = try db.queryOne(
                 "SELECT seq, backfill_next, backfill_until, events FROM subscriptions WHERE backfill_next IS NOT NULL LIMIT 1",
@@ -259,25 +259,25 @@ public final class TopicStore: Sendable {
         }
     }
 
-    public func subscriptions() async throws -> [Subscription] {
+    func subscriptions() async throws -> [Subscription] {
         try await readers.read { db in
             try db.query("\(TopicStore.subscriptionSelect) ORDER BY seq", map: TopicStore.subscription)
         }
     }
 
     /// `key`: a subscription's id or its name (an id wins where both match).
-    public func subscription(id key: String) async throws -> Subscription? {
+    func subscription(id key: String) async throws -> Subscription? {
         try await readers.read { db in try TopicStore.loadSubscription(db, key: key) }
     }
 
-    public func secret(subscriptionId key: String) async throws -> String? {
+    func secret(subscriptionId key: String) async throws -> String? {
         try await readers.read { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             return try db.queryOne("SELECT secret FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
         }
     }
 
-    public func updateSubscription(id key: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
+    func updateSubscription(id key: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
         try await writer.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             if let url = patch.url {
@@ -294,7 +294,7 @@ public final class TopicStore: Sendable {
     }
 
     /// Deletes the subscription and, by cascade, all its deliveries; its id, or nil if there was none.
-    public func deleteSubscription(id key: String) async throws -> String? {
+    func deleteSubscription(id key: String) async throws -> String? {
         try await writer.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             let id = try db.queryOne("SELECT id FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
@@ -303,15 +303,15 @@ public final class TopicStore: Sendable {
         }
     }
 
-    public struct RetryResult: Sendable {
-        public var id: String
-        public var requeued: Int
+    struct RetryResult: Sendable {
+        var id: String
+        var requeued: Int
         /// It counts as down: the operator's retry probes it now.
-        public var probing: Bool
+        var probing: Bool
     }
 
     /// Failed deliveries become pending and due now, with a fresh round of attempts.
-    public func retryFailed(subscriptionId key: String) async throws -> RetryResult? {
+    func retryFailed(subscriptionId key: String) async throws -> RetryResult? {
         try await writer.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key),
                   let (id, down) = try db.queryOne(
@@ -331,16 +331,16 @@ public final class TopicStore: Sendable {
         return try db.queryOne("SELECT seq FROM subscriptions WHERE name = ?", [.text(key)], map: { $0.int(0) })
     }
 
-    public struct DeliveryFilter: Sendable {
-        public var state: DeliveryState?
-        public var limit = 100
+    struct DeliveryFilter: Sendable {
+        var state: DeliveryState?
+        var limit = 100
         /// A tenant id from an earlier page's `next`.
-        public var after: String?
-        public init() {}
+        var after: String?
+        init() {}
     }
 
     /// A subscription's deliveries in event order; nil if it does not exist.
-    public func deliveries(subscriptionId: String, _ filter: DeliveryFilter) async throws -> Page<Delivery>? {
+    func deliveries(subscriptionId: String, _ filter: DeliveryFilter) async throws -> Page<Delivery>? {
         guard let (list, next) = try await deliveries(subscriptionId: subscriptionId, filter, into: ItemList()) else { return nil }
         return Page(items: list.items, next: next)
     }
@@ -409,14 +409,14 @@ public final class TopicStore: Sendable {
     }
 
     /// Pending deliveries per subscription name, for the backlog metric.
-    public func backlog() async throws -> [(String, Int)] {
+    func backlog() async throws -> [(String, Int)] {
         try await readers.read { db in
             try db.query("SELECT name, pending_n FROM subscriptions ORDER BY seq", map: { ($0.text(0), Int($0.int(1))) })
         }
     }
 
     /// Live tenants by status, kept by triggers as deliveries change.
-    public func tenantStats() async throws -> TenantStats {
+    func tenantStats() async throws -> TenantStats {
         try await readers.read { db in
             var stats = TenantStats()
             for (status, n) in try db.query("SELECT status, n FROM tenant_stats", map: { ($0.text(0), Int($0.int(1))) }) {
