@@ -6,8 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "provisiond", targets: ["provisiond"]),
-        .library(name: "HTTPServer", targets: ["HTTPServer"]),
-        .library(name: "Provisioning", targets: ["Provisioning"]),
+        .library(name: "HTTPServer", targets: ["HTTPServer", "Essentials"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,14 +29,16 @@ let package = Package(
         ),
         // epoll and eventfd, which Glibc does not export.
         .systemLibrary(name: "CLinux"),
+        // What the server, the store and the dispatcher all use: the JSON value and a lock.
+        .target(name: "Essentials"),
         .target(
             name: "HTTPServer",
-            dependencies: ["CLinux", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Essentials", "CLinux", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "Provisioning",
             dependencies: [
-                "HTTPServer", "CSQLite", "CCurl",
+                "Essentials", "HTTPServer", "CSQLite", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -47,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "provisiond",
             dependencies: [
-                "HTTPServer", "Provisioning",
+                "Essentials", "HTTPServer", "Provisioning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,9 +57,10 @@ let package = Package(
         .systemLibrary(name: "CFuzzer"),
         .target(name: "FuzzSupport", dependencies: ["CFuzzer"]),
         .executableTarget(name: "FuzzHTTPParser", dependencies: ["HTTPServer", "FuzzSupport"]),
-        .executableTarget(name: "FuzzRequestDecoding", dependencies: ["HTTPServer", "Provisioning", "FuzzSupport"]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
-        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "HTTPServer", "CSQLite"]),
+        .executableTarget(name: "FuzzRequestDecoding", dependencies: ["Essentials", "Provisioning", "FuzzSupport"]),
+        .testTarget(name: "EssentialsTests", dependencies: ["Essentials"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "Essentials"]),
+        .testTarget(name: "ProvisioningTests", dependencies: ["Provisioning", "Essentials", "CSQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

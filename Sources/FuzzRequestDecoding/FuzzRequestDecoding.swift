@@ -3,7 +3,7 @@
 // -sanitize=fuzzer by `make fuzz`; otherwise a replayer that runs the given
 // corpus files once (`make test` replays the committed corpus and crashes).
 import Foundation
-import HTTPServer
+import Essentials
 import FuzzSupport
 import Provisioning
 

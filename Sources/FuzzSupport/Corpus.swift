@@ -1,7 +1,7 @@
 import Foundation
 
 /// Runs every file (directories: every file in them) through `run`.
-public func replayCorpus(_ paths: ArraySlice<String>, run: ([UInt8]) -> Void) throws -> Int {
+package func replayCorpus(_ paths: ArraySlice<String>, run: ([UInt8]) -> Void) throws -> Int {
     var count = 0
     for path in paths {
         var isDirectory: ObjCBool = false
@@ -19,7 +19,7 @@ public func replayCorpus(_ paths: ArraySlice<String>, run: ([UInt8]) -> Void) th
 }
 
 /// The replayer's main: every file named on the command line through `run`.
-public func replayCommandLine(through what: String, _ run: ([UInt8]) -> Void) throws {
+package func replayCommandLine(through what: String, _ run: ([UInt8]) -> Void) throws {
     let count = try replayCorpus(CommandLine.arguments.dropFirst(), run: run)
     print("replayed \(count) inputs through \(what)")
 }

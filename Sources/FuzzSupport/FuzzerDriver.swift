@@ -2,7 +2,7 @@
 @_exported import CFuzzer
 
 /// Hands control to libFuzzer with `target` as the function under test.
-public func runFuzzer(
+package func runFuzzer(
     _ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>,
     target: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
 ) -> Int32 {
@@ -12,7 +12,7 @@ public func runFuzzer(
 }
 
 /// One fuzz input, as libFuzzer hands it over, through `run`.
-public func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int, _ run: ([UInt8]) -> Void) -> Int32 {
+package func fuzzInput(_ data: UnsafePointer<UInt8>?, _ size: Int, _ run: ([UInt8]) -> Void) -> Int32 {
     guard let data else { return 0 }
     run(Array(UnsafeBufferPointer(start: data, count: size)))
     return 0

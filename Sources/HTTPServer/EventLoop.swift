@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinux
+import Essentials
 import Foundation
 import Synchronization
 

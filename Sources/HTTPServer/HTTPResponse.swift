@@ -1,3 +1,5 @@
+import Essentials
+
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var headers: HTTPHeaders

@@ -1,6 +1,6 @@
 import Dispatch
+import Essentials
 import Foundation
-import HTTPServer
 
 /// Catches termination signals from the moment it is created (so a SIGTERM
 /// during start-up still ends in a clean stop), without a thread blocked in

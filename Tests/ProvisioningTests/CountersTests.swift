@@ -37,9 +37,10 @@ final class CountersTests: XCTestCase {
 
     /// Outcomes as the dispatcher writes them, for every pending due delivery of a subscription.
     private func recordAll(_ store: TopicStore, subscription: Subscription, delivered: Bool, failed: Bool = false) async throws {
-        let due = try await store.readers.read { db in
-            try TopicStore.due(db, subscription: subscription.seq, now: Int64.max / 2, limit: 1000, excluding: [])
-        }
+        let queue = store.makeDeliveryQueue()
+        try queue.open()
+        defer { queue.close() }
+        let due = try queue.due(subscription: subscription.seq, now: Int64.max / 2, limit: 1000, excluding: [])
         let now = WallClock.nowMillis()
         let outcomes = due.map {
             AttemptOutcome(
@@ -48,7 +49,7 @@ final class CountersTests: XCTestCase {
                 durationMs: 3, response: [])
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            store.record(outcomes, breakers: [], operational: [], backlogDueNow: [], now: now) { continuation.resume(with: $0) }
+            queue.record(outcomes, breakers: [], operational: [], backlogDueNow: [], now: now) { continuation.resume(with: $0) }
         }
     }
 

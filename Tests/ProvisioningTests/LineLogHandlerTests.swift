@@ -1,5 +1,5 @@
+import Essentials
 import Foundation
-import HTTPServer
 import Logging
 import XCTest
 

@@ -1,5 +1,5 @@
+import Essentials
 import Foundation
-import HTTPServer
 import XCTest
 
 @testable import Provisioning

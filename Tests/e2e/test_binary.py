@@ -101,7 +101,7 @@ LEVELS = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
 
 def source_version():
-    with open(os.path.join(ROOT, "Sources/Provisioning/Version.swift")) as f:
+    with open(os.path.join(ROOT, "Sources/Provisioning/Service/Version.swift")) as f:
         return re.search(r'current = "([^"]+)"', f.read()).group(1)
 
 

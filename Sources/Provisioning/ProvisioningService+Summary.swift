@@ -1,7 +1,0 @@
-extension ProvisioningService {
-    /// Tenants accepted and webhook attempts by outcome since this process
-    /// started, for the shutdown summary.
-    public func runTotals() -> (tenantsAccepted: Int, attempts: [String: Int]) {
-        metrics.runTotals()
-    }
-}

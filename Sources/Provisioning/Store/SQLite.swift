@@ -1,0 +1,181 @@
+import CSQLite
+
+struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    let code: Int32
+    let message: String
+    var description: String { "SQLite error \(code): \(message)" }
+
+    /// A UNIQUE or other constraint was violated.
+    var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
+}
+
+/// One SQLite connection. Not thread-safe by itself: each owner (the writer
+/// thread, a reader, the dispatcher) uses its own.
+final class SQLiteConnection {
+    let handle: OpaquePointer
+    private var statements: [String: SQLiteStatement] = [:]
+
+    init(path: String) throws {
+        var db: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let db { sqlite3_close_v2(db) }
+            throw SQLiteError(code: rc, message: "\(path): \(message)")
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+        // Wait for a lock instead of failing at once (checkpoints, a second process).
+        sqlite3_busy_timeout(db, 5000)
+    }
+
+    deinit {
+        statements.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    func execute(_ sql: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &error)
+        if rc != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? "error"
+            sqlite3_free(error)
+            throw SQLiteError(code: rc, message: message)
+        }
+    }
+
+    /// A prepared statement, cached by its text, reset and ready to bind.
+    func prepare(_ sql: String) throws -> SQLiteStatement {
+        if let cached = statements[sql] {
+            cached.reset()
+            return cached
+        }
+        var raw: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
+        guard rc == SQLITE_OK, let raw else { throw lastError(rc) }
+        let statement = SQLiteStatement(raw, connection: self)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs a statement with bindings and returns each row mapped.
+    func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
+        let statement = try prepare(sql)
+        try statement.bind(bindings)
+        // Also when `map` throws: a statement left mid-result keeps its read
+        // snapshot open on this connection, which holds back WAL checkpoints.
+        defer { statement.reset() }
+        var rows: [T] = []
+        while try statement.step() { rows.append(try map(SQLiteRow(statement: statement))) }
+        return rows
+    }
+
+    func queryOne<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
+        let statement = try prepare(sql)
+        try statement.bind(bindings)
+        defer { statement.reset() }
+        return try statement.step() ? try map(SQLiteRow(statement: statement)) : nil
+    }
+
+    /// Runs a statement that returns no rows; gives the number of rows changed.
+    @discardableResult
+    func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> Int {
+        let statement = try prepare(sql)
+        try statement.bind(bindings)
+        defer { statement.reset() }
+        while try statement.step() {}
+        return Int(sqlite3_changes(handle))
+    }
+
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+
+    /// False in autocommit mode: no BEGIN is open (or SQLite rolled it back after an error).
+    var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    func lastError(_ rc: Int32) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
+    }
+}
+
+enum SQLiteValue: Sendable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+
+    static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
+    static func optional(_ value: String?) -> SQLiteValue { value.map(SQLiteValue.text) ?? .null }
+    static func optional(_ value: Int64?) -> SQLiteValue { value.map(SQLiteValue.integer) ?? .null }
+}
+
+final class SQLiteStatement {
+    let raw: OpaquePointer
+    unowned let connection: SQLiteConnection
+
+    init(_ raw: OpaquePointer, connection: SQLiteConnection) {
+        self.raw = raw
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(raw) }
+
+    func reset() {
+        sqlite3_reset(raw)
+        sqlite3_clear_bindings(raw)
+    }
+
+    func bind(_ values: [SQLiteValue]) throws {
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let rc: Int32
+            switch value {
+            case .null: rc = sqlite3_bind_null(raw, index)
+            case .integer(let v): rc = sqlite3_bind_int64(raw, index, v)
+            case .real(let v): rc = sqlite3_bind_double(raw, index, v)
+            case .text(let v): rc = sqlite3_bind_text(raw, index, v, -1, provisiond_sqlite_transient())
+            case .blob(let v):
+                rc = v.withUnsafeBytes { sqlite3_bind_blob(raw, index, $0.baseAddress, Int32($0.count), provisiond_sqlite_transient()) }
+            }
+            guard rc == SQLITE_OK else { throw connection.lastError(rc) }
+        }
+    }
+
+    /// Steps once: true when a row is available.
+    func step() throws -> Bool {
+        let rc = sqlite3_step(raw)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            let error = connection.lastError(rc)
+            sqlite3_reset(raw)
+            throw error
+        }
+    }
+}
+
+/// The current row of a statement; valid only inside the mapping closure.
+struct SQLiteRow {
+    let statement: SQLiteStatement
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.raw, column) == SQLITE_NULL }
+
+    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement.raw, column) }
+
+    func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
+
+    func text(_ column: Int32) -> String {
+        guard let pointer = sqlite3_column_text(statement.raw, column) else { return "" }
+        return String(cString: pointer)
+    }
+
+    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(statement.raw, column))
+        guard count > 0, let pointer = sqlite3_column_blob(statement.raw, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+
+/// The one connection that writes. Callers hand it write jobs from any
+/// thread; it runs every job that queued up meanwhile in one transaction
+/// (group commit), each in a savepoint so one failing job leaves the others
+/// intact, and completes each job only after the commit returned: an answer
+/// given after `write` returns is on disk.
+final class StoreWriter: @unchecked Sendable {
+    private let connection: SQLiteConnection
+    private let condition = NSCondition()
+    private var queue: [WriteJob] = []
+    private var stopping = false
+    private var stopped = false
+    private let maxGroup = 2000
+    private var committedGroups = 0
+
+    /// Groups committed so far, for tests and metrics. Read under the lock:
+    /// other threads read it while the writer thread counts.
+    var commits: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return committedGroups
+    }
+
+    init(path: String) throws {
+        connection = try SQLiteConnection(path: path)
+        try Schema.configure(connection)
+        try Schema.migrate(connection)
+        let thread = Thread { [self] in run() }
+        thread.name = "store-writer"
+        thread.start()
+    }
+
+    /// Runs `body` in the next group transaction; returns once it is committed.
+    /// `body` may run twice (when another job's error undid the group), so it
+    /// should only touch the database.
+    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(TypedWriteJob(body: body) { continuation.resume(with: $0) })
+        }
+    }
+
+    /// The same for threads that do not await (the dispatcher).
+    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T, completion: @escaping @Sendable (Result<T, Error>) -> Void) {
+        enqueue(TypedWriteJob(body: body, completion: completion))
+    }
+
+    private func enqueue(_ job: WriteJob) {
+        condition.lock()
+        if stopped {
+            condition.unlock()
+            job.complete(commitError: SQLiteError(code: 21, message: "the store is closed"))
+            return
+        }
+        queue.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Jobs waiting for the next group (lets tests build a group on purpose).
+    var queuedJobs: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count
+    }
+
+    /// Commits what is queued, checkpoints the WAL into the database file, then stops.
+    func close() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        while !stopped { condition.wait() }
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while queue.isEmpty && !stopping { condition.wait() }
+            if queue.isEmpty && stopping {
+                // Before close() returns, so a process that exits right after
+                // it leaves the file checkpointed with an empty WAL.
+                try? connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                stopped = true
+                condition.broadcast()
+                condition.unlock()
+                break
+            }
+            let group = Array(queue.prefix(maxGroup))
+            queue.removeFirst(group.count)
+            condition.unlock()
+            commit(group)
+        }
+    }
+
+    private func commit(_ group: [WriteJob]) {
+        var group = group
+        while let again = commitGroup(group) { group = again }
+    }
+
+    /// Runs and commits one group; returns the jobs to run again when one job's
+    /// error rolled back the whole transaction (see below), else nil.
+    private func commitGroup(_ group: [WriteJob]) -> [WriteJob]? {
+        do {
+            try connection.execute("BEGIN IMMEDIATE")
+        } catch {
+            for job in group { job.complete(commitError: error) }
+            return nil
+        }
+        for (index, job) in group.enumerated() {
+            do {
+                try connection.execute("SAVEPOINT job")
+                if job.run(connection) {
+                    try connection.execute("RELEASE job")
+                } else {
+                    try connection.execute("ROLLBACK TO job")
+                    try connection.execute("RELEASE job")
+                }
+            } catch {
+                // The savepoint itself failed (mostly: SQLite already rolled the
+                // transaction back, see below). This job's writes can then only be
+                // undone with the whole transaction.
+                job.fail(error)
+                try? connection.execute("ROLLBACK")
+            }
+            // Some errors (interrupt, disk full, I/O error) make SQLite roll back
+            // the whole transaction, not just the savepoint: the jobs before this
+            // one are undone and the ones after would run, and commit, outside any
+            // transaction while their callers are told they failed. This job keeps
+            // its error; the others run again in a new transaction.
+            if !connection.isInTransaction {
+                job.complete(commitError: SQLiteError(code: 1, message: "the transaction was rolled back"))
+                var others = group
+                others.remove(at: index)
+                return others.isEmpty ? nil : others
+            }
+        }
+        do {
+            try connection.execute("COMMIT")
+            condition.lock()
+            committedGroups += 1
+            condition.unlock()
+            for job in group { job.complete(commitError: nil) }
+        } catch {
+            try? connection.execute("ROLLBACK")
+            for job in group { job.complete(commitError: error) }
+        }
+        return nil
+    }
+}
+
+private protocol WriteJob: AnyObject {
+    /// Runs the job; false if it threw (its savepoint is then rolled back).
+    func run(_ db: SQLiteConnection) -> Bool
+    func fail(_ error: Error)
+    func complete(commitError: Error?)
+}
+
+private final class TypedWriteJob<T: Sendable>: WriteJob, @unchecked Sendable {
+    let body: (SQLiteConnection) throws -> T
+    let completion: (Result<T, Error>) -> Void
+    var result: Result<T, Error>?
+
+    init(body: @escaping (SQLiteConnection) throws -> T, completion: @escaping (Result<T, Error>) -> Void) {
+        self.body = body
+        self.completion = completion
+    }
+
+    func run(_ db: SQLiteConnection) -> Bool {
+        do {
+            result = .success(try body(db))
+            return true
+        } catch {
+            result = .failure(error)
+            return false
+        }
+    }
+
+    /// Keeps the job's own error if it threw.
+    func fail(_ error: Error) {
+        if case .failure? = result { return }
+        result = .failure(error)
+    }
+
+    func complete(commitError: Error?) {
+        if let commitError, case .success = result ?? .failure(commitError) {
+            completion(.failure(commitError))
+        } else {
+            completion(result ?? .failure(commitError ?? SQLiteError(code: 1, message: "job did not run")))
+        }
+    }
+}

@@ -1,0 +1,438 @@
+import Foundation
+
+/// The durable topic on SQLite: tenants (each with its published event),
+/// subscriptions, and one delivery per event per subscription. All writes go
+/// through the group-committing writer; reads use their own connections.
+package final class TopicStore: Sendable {
+    package let path: String
+    let writer: StoreWriter
+    let readers: ReaderPool
+
+    static let fileName = "provisiond.sqlite3"
+
+    init(directory: String) throws {
+        path = (directory as NSString).appendingPathComponent(TopicStore.fileName)
+        try TopicStore.keepPrivate(path)
+        writer = try StoreWriter(path: path)
+        readers = ReaderPool(path: path)
+    }
+
+    /// The database holds the subscriptions' secrets: owner-only, like the
+    /// token file. SQLite gives its -wal and -shm files the database file's
+    /// mode, so creating it 0600 (or tightening an older one) covers all three.
+    static func keepPrivate(_ path: String) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SQLiteError(code: errno, message: "\(path): \(String(cString: strerror(errno)))") }
+        defer { Glibc.close(fd) }
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
+    }
+
+    /// Commits what is queued and closes the writer.
+    func close() { writer.close() }
+
+    /// Groups committed so far (group commit shows as fewer commits than writes).
+    var commitCount: Int { writer.commits }
+
+    func isUsable() async -> Bool {
+        (try? await readers.read { db in try db.queryOne("SELECT count(*) FROM subscriptions") { $0.int(0) } }) != nil
+    }
+
+    // MARK: Tenants
+
+    enum PublishResult: Sendable {
+        case created(Tenant)
+        case existing(Tenant)
+        case conflict(existingId: String)
+    }
+
+    /// Stores the tenant with its creation event and one pending delivery per
+    /// subscription that wants it (paused ones included), in one transaction;
+    /// returns after the commit. A deleted tenant's domain is free again.
+    func publish(_ request: TenantRequest) async throws -> PublishResult {
+        try await writer.write { db in
+            if let (seq, id, canonical) = try db.queryOne(
+                "SELECT seq, id, request FROM tenants WHERE domain = ? AND deleted_at IS NULL", [.text(request.domain)],
+                map: { ($0.int(0), $0.text(1), $0.text(2)) })
+            {
+                if canonical == request.canonical { return .existing(try TopicStore.loadTenant(db, seq: seq)!) }
+                return .conflict(existingId: id)
+            }
+            let now = WallClock.nowMillis()
+            let id = RandomToken.identifier("ten")
+            try db.run(
+                """
+                INSERT INTO tenants (id, domain, request, active, version, last_event_seq, created_at, updated_at)
+                VALUES (?, ?, ?, 1, 0, 0, ?, ?)
+                """,
+                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)])
+            var row = TenantRow(seq: db.lastInsertRowID, id: id, domain: request.domain, createdAt: now)
+            let fields = TenantFields(admin: request.admin, plan: request.plan, attributes: request.attributes)
+            try TopicStore.appendEvent(db, tenant: &row, type: .tenantCreated, fields: fields, now: now)
+            return .created(try TopicStore.tenant(db, row: row, data: row.data(fields)))
+        }
+    }
+
+    func tenant(id: String) async throws -> Tenant? {
+        try await readers.read { db in
+            guard let seq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(id)], map: { $0.int(0) }) else { return nil }
+            return try TopicStore.loadTenant(db, seq: seq)
+        }
+    }
+
+    struct TenantFilter: Sendable {
+        var domain: String?
+        var status: TenantStatus?
+        /// Live tenants (false) or only deleted ones (true).
+        var deleted = false
+        var limit = 100
+        /// A tenant id from an earlier page's `next`.
+        var after: String?
+        init() {}
+    }
+
+    func tenants(_ filter: TenantFilter) async throws -> Page<Tenant> {
+        let (list, next) = try await tenants(filter, into: ItemList())
+        return Page(items: list.items, next: next)
+    }
+
+    /// The page's tenants go to `page` one by one, each loaded only once the
+    /// one before is in: a page that fills up early loads no more (memory
+    /// stays bounded whatever `limit` and the tenants' size). Gives the
+    /// collector back with the cursor of the next page.
+    func tenants<Collector: PageCollector>(
+        _ filter: TenantFilter, into page: Collector
+    ) async throws -> (Collector, next: String?) where Collector.Item == Tenant {
+        try await readers.read { db in
+            var afterSeq: Int64 = 0
+            if let after = filter.after {
+                guard let seq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(after)], map: { $0.int(0) }) else {
+                    throw InvalidRequest(field: "after", message: "is not a cursor this server issued")
+                }
+                afterSeq = seq
+            }
+            var sql = "SELECT seq FROM tenants t WHERE seq > ? AND deleted_at IS \(filter.deleted ? "NOT NULL" : "NULL")"
+            var bindings: [SQLiteValue] = [.integer(afterSeq)]
+            if let domain = filter.domain {
+                sql += " AND domain = ?"
+                // The same ASCII-only lowercasing as the stored domains.
+                bindings.append(.text(DomainName.lowercased(domain)))
+            }
+            let failed = "EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 2)"
+            let pending = "EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 0)"
+            switch filter.status {
+            case .failed: sql += " AND \(failed)"
+            case .pending: sql += " AND NOT \(failed) AND \(pending)"
+            case .provisioned: sql += " AND NOT \(failed) AND NOT \(pending)"
+            case nil: break
+            }
+            sql += " ORDER BY seq LIMIT ?"
+            bindings.append(.int(filter.limit + 1))
+            let seqs = try db.query(sql, bindings) { $0.int(0) }
+            var page = page
+            var last: String?
+            for seq in seqs.prefix(filter.limit) {
+                if page.isFull { return (page, last) }
+                guard let tenant = try TopicStore.loadTenant(db, seq: seq) else { continue }
+                page.add(tenant)
+                last = tenant.id
+            }
+            return (page, seqs.count > filter.limit ? last : nil)
+        }
+    }
+
+    static func loadTenant(_ db: SQLiteConnection, seq: Int64) throws -> Tenant? {
+        guard let row = try db.queryOne(
+            "SELECT \(TenantRow.columns) FROM tenants WHERE seq = ?", [.integer(seq)], map: TenantRow.init)
+        else { return nil }
+        return try tenant(db, row: row, data: row.data(try fields(db, eventSeq: row.lastEventSeq)))
+    }
+
+    /// The tenant with its deliveries, when its row and data are at hand
+    /// (just written): its payload is not read back and parsed again.
+    static func tenant(_ db: SQLiteConnection, row: TenantRow, data: JSON) throws -> Tenant {
+        let deliveries = try db.query(
+            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(row.seq)], map: delivery)
+        return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
+    }
+
+    /// A delivery with its subscription, event and tenant. `blockedBy`: the
+    /// head of its (subscription, domain) line while it waits behind it. While
+    /// its subscription is down only the next probe has a next attempt time
+    /// (the due one the dispatcher takes first, not before the breaker
+    /// allows); the rest wait behind it, and its success makes them due.
+    static let deliverySelect = """
+        SELECT s.id, s.name, t.id, e.domain, e.id, e.type,
+            d.state, d.attempts, d.last_attempt_at, d.last_status, d.last_error,
+            CASE WHEN s.down_since IS NULL THEN d.next_attempt_at
+                 WHEN d.seq = (SELECT seq FROM deliveries WHERE subscription_seq = d.subscription_seq AND state = 0
+                               AND next_attempt_at IS NOT NULL ORDER BY next_attempt_at LIMIT 1)
+                 THEN max(d.next_attempt_at, s.probe_not_before) END,
+            d.delivered_at,
+            CASE WHEN d.state = 0 AND d.next_attempt_at IS NULL THEN (
+                SELECT e2.id FROM deliveries d2 JOIN events e2 ON e2.seq = d2.event_seq
+                WHERE d2.subscription_seq = d.subscription_seq AND d2.domain = d.domain AND d2.state != 1 AND d2.event_seq < d.event_seq
+                ORDER BY d2.event_seq LIMIT 1) END
+        FROM deliveries d JOIN subscriptions s ON s.seq = d.subscription_seq JOIN events e ON e.seq = d.event_seq
+        LEFT JOIN tenants t ON t.seq = d.tenant_seq
+        """
+
+    static func delivery(_ row: SQLiteRow) -> Delivery {
+        let state = DeliveryState(rawValue: Int(row.int(6))) ?? .pending
+        return Delivery(
+            subscriptionId: row.text(0), subscriptionName: row.text(1), tenantId: row.optionalText(2), domain: row.optionalText(3),
+            eventId: row.text(4), type: row.text(5), state: state, attempts: Int(row.int(7)), lastAttemptAt: row.optionalInt(8),
+            lastStatus: row.optionalInt(9).map(Int.init), lastError: row.optionalText(10),
+            nextAttemptAt: state == .pending ? row.optionalInt(11) : nil, deliveredAt: row.optionalInt(12),
+            blockedBy: row.optionalText(13))
+    }
+
+    func tenantCount() async throws -> Int {
+        try await readers.read(TopicStore.countTenants)
+    }
+
+    static func countTenants(_ db: SQLiteConnection) throws -> Int {
+        Int(try db.queryOne("SELECT count(*) FROM tenants") { $0.int(0) } ?? 0)
+    }
+
+    // MARK: Subscriptions
+
+    enum CreateSubscriptionResult: Sendable {
+        case created(Subscription, secret: String)
+        case nameTaken
+    }
+
+    func createSubscription(_ request: SubscriptionRequest) async throws -> CreateSubscriptionResult {
+        try await writer.write { db in
+            if try db.queryOne("SELECT 1 FROM subscriptions WHERE name = ?", [.text(request.name)], map: { _ in true }) != nil {
+                return .nameTaken
+            }
+            let id = RandomToken.identifier("sub")
+            let secret = request.secret ?? SubscriptionRules.generateSecret()
+            let lastEvent = try db.queryOne("SELECT max(seq) FROM events") { $0.optionalInt(0) } ?? nil
+            let backfill = request.deliverAll && lastEvent != nil
+            try db.run(
+                """
+                INSERT INTO subscriptions (id, name, url, secret, deliver, paused, created_at, backfill_next, backfill_until, events)
+                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
+                """,
+                [.text(id), .text(request.name), .text(request.url), .text(secret), .text(request.deliverAll ? "all" : "new"),
+                 .integer(WallClock.nowMillis()), backfill ? .integer(1) : .null, backfill ? .optional(lastEvent) : .null,
+                 .text(EventType.stored(request.events))])
+            return .created(try TopicStore.loadSubscription(db, seq: db.lastInsertRowID)!, secret: secret)
+        }
+    }
+
+    /// Creates the next batch of catch-up deliveries for a `deliver: all`
+    /// subscription; true while more remain. Batches keep the writer's
+    /// transactions short however many tenants exist.
+    func backfillStep(batchSize: Int = 2000) async throws -> Bool {
+        try await writer.write { db in
+            guard let (subscriptionSeq, next, until, events) = try db.queryOne(
+                "SELECT seq, backfill_next, backfill_until, events FROM subscriptions WHERE backfill_next IS NOT NULL LIMIT 1",
+                map: { ($0.int(0), $0.int(1), $0.int(2), $0.text(3)) })
+            else { return false }
+            let now = WallClock.nowMillis()
+            let last = try db.queryOne(
+                "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                [.integer(next), .integer(until), .int(batchSize)], map: { $0.optionalInt(0) }) ?? nil
+            if let last {
+                // The events of live tenants, in order: in each domain only the
+                // first is due, and only if nothing earlier of it is unacknowledged.
+                try db.run(
+                    """
+                    INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
+                    SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2,
+                        CASE WHEN row_number() OVER (PARTITION BY e.domain ORDER BY e.seq) = 1 AND NOT EXISTS (
+                            SELECT 1 FROM deliveries d
+                            WHERE d.subscription_seq = ?1 AND d.domain = e.domain AND d.state != 1 AND d.event_seq < e.seq)
+                        THEN ?2 END
+                    FROM events e JOIN tenants t ON t.seq = e.tenant_seq
+                    WHERE e.seq >= ?3 AND e.seq <= ?4 AND t.deleted_at IS NULL AND instr(?5, ',' || e.type || ',') > 0
+                    ORDER BY e.seq
+                    """,
+                    [.integer(subscriptionSeq), .integer(now), .integer(next), .integer(last), .text(events)])
+            }
+            if let last, last < until {
+                try db.run("UPDATE subscriptions SET backfill_next = ? WHERE seq = ?", [.integer(last + 1), .integer(subscriptionSeq)])
+            } else {
+                try db.run("UPDATE subscriptions SET backfill_next = NULL, backfill_until = NULL WHERE seq = ?", [.integer(subscriptionSeq)])
+                // Events published while it caught up waited (see createDeliveries): those that
+                // now head their line go.
+                try TopicStore.releaseHeads(db, subscription: subscriptionSeq, now: now)
+            }
+            return true
+        }
+    }
+
+    func subscriptions() async throws -> [Subscription] {
+        try await readers.read { db in
+            try db.query("\(TopicStore.subscriptionSelect) ORDER BY seq", map: TopicStore.subscription)
+        }
+    }
+
+    /// `key`: a subscription's id or its name (an id wins where both match).
+    func subscription(id key: String) async throws -> Subscription? {
+        try await readers.read { db in try TopicStore.loadSubscription(db, key: key) }
+    }
+
+    func secret(subscriptionId key: String) async throws -> String? {
+        try await readers.read { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
+            return try db.queryOne("SELECT secret FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
+        }
+    }
+
+    func updateSubscription(id key: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
+        try await writer.write { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
+            if let url = patch.url {
+                try db.run("UPDATE subscriptions SET url = ? WHERE seq = ?", [.text(url), .integer(seq)])
+            }
+            if let paused = patch.paused {
+                try db.run("UPDATE subscriptions SET paused = ? WHERE seq = ?", [.int(paused ? 1 : 0), .integer(seq)])
+            }
+            if let events = patch.events {
+                try db.run("UPDATE subscriptions SET events = ? WHERE seq = ?", [.text(EventType.stored(events)), .integer(seq)])
+            }
+            return try TopicStore.loadSubscription(db, seq: seq)
+        }
+    }
+
+    /// Deletes the subscription and, by cascade, all its deliveries; its id, or nil if there was none.
+    func deleteSubscription(id key: String) async throws -> String? {
+        try await writer.write { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
+            let id = try db.queryOne("SELECT id FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
+            try db.run("DELETE FROM subscriptions WHERE seq = ?", [.integer(seq)])
+            return id
+        }
+    }
+
+    struct RetryResult: Sendable {
+        var id: String
+        var requeued: Int
+        /// It counts as down: the operator's retry probes it now.
+        var probing: Bool
+    }
+
+    /// Failed deliveries become pending and due now, with a fresh round of attempts.
+    func retryFailed(subscriptionId key: String) async throws -> RetryResult? {
+        try await writer.write { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: key),
+                  let (id, down) = try db.queryOne(
+                    "SELECT id, down_since IS NOT NULL FROM subscriptions WHERE seq = ?", [.integer(seq)],
+                    map: { ($0.text(0), $0.int(1) != 0) })
+            else { return nil }
+            let requeued = try db.run(
+                "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2",
+                [.integer(WallClock.nowMillis()), .integer(seq)])
+            return RetryResult(id: id, requeued: requeued, probing: down)
+        }
+    }
+
+    /// A subscription's seq by its id, else by its name.
+    static func subscriptionSeq(_ db: SQLiteConnection, key: String) throws -> Int64? {
+        if let seq = try db.queryOne("SELECT seq FROM subscriptions WHERE id = ?", [.text(key)], map: { $0.int(0) }) { return seq }
+        return try db.queryOne("SELECT seq FROM subscriptions WHERE name = ?", [.text(key)], map: { $0.int(0) })
+    }
+
+    struct DeliveryFilter: Sendable {
+        var state: DeliveryState?
+        var limit = 100
+        /// A tenant id from an earlier page's `next`.
+        var after: String?
+        init() {}
+    }
+
+    /// A subscription's deliveries in event order; nil if it does not exist.
+    func deliveries(subscriptionId: String, _ filter: DeliveryFilter) async throws -> Page<Delivery>? {
+        guard let (list, next) = try await deliveries(subscriptionId: subscriptionId, filter, into: ItemList()) else { return nil }
+        return Page(items: list.items, next: next)
+    }
+
+    /// The same into a collector that may end the page early (see `tenants(_:into:)`).
+    func deliveries<Collector: PageCollector>(
+        subscriptionId: String, _ filter: DeliveryFilter, into page: Collector
+    ) async throws -> (Collector, next: String?)? where Collector.Item == Delivery {
+        try await readers.read { db in
+            guard let seq = try TopicStore.subscriptionSeq(db, key: subscriptionId) else { return nil }
+            var afterSeq: Int64 = 0
+            if let after = filter.after {
+                guard let eventSeq = try db.queryOne(
+                    "SELECT e.seq FROM events e JOIN deliveries d ON d.event_seq = e.seq AND d.subscription_seq = ? WHERE e.id = ?",
+                    [.integer(seq), .text(after)], map: { $0.int(0) })
+                else { throw InvalidRequest(field: "after", message: "is not a cursor this server issued") }
+                afterSeq = eventSeq
+            }
+            var sql = "\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ?"
+            var bindings: [SQLiteValue] = [.integer(seq), .integer(afterSeq)]
+            if let state = filter.state {
+                sql += " AND d.state = ?"
+                bindings.append(.int(state.rawValue))
+            }
+            sql += " ORDER BY d.event_seq LIMIT ?"
+            bindings.append(.int(filter.limit + 1))
+            let rows = try db.query(sql, bindings, map: TopicStore.delivery)
+            var page = page
+            var last: String?
+            for delivery in rows.prefix(filter.limit) {
+                if page.isFull { return (page, last) }
+                page.add(delivery)
+                last = delivery.eventId
+            }
+            return (page, rows.count > filter.limit ? last : nil)
+        }
+    }
+
+    static func loadSubscription(_ db: SQLiteConnection, key: String) throws -> Subscription? {
+        guard let seq = try subscriptionSeq(db, key: key) else { return nil }
+        return try loadSubscription(db, seq: seq)
+    }
+
+    static func loadSubscription(_ db: SQLiteConnection, seq: Int64) throws -> Subscription? {
+        try db.queryOne("\(subscriptionSelect) WHERE seq = ?", [.integer(seq)], map: subscription)
+    }
+
+    /// A subscription with its counts and health, from its own row: the same
+    /// time whatever its backlog. Its oldest pending delivery is one seek in
+    /// deliveries_by_state (the first pending one in event order).
+    static let subscriptionSelect = """
+        SELECT seq, id, name, url, deliver, paused, created_at, events, pending_n, delivered_n, failed_n,
+            down_since, last_attempt_at, last_success_at, last_status, last_error,
+            (SELECT coalesce(d.created_at, e.created_at) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE d.subscription_seq = subscriptions.seq AND d.state = 0 ORDER BY d.event_seq LIMIT 1)
+        FROM subscriptions
+        """
+
+    static func subscription(_ row: SQLiteRow) -> Subscription {
+        Subscription(
+            seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), deliver: row.text(4),
+            paused: row.int(5) != 0, createdAt: row.int(6), events: EventType.parseStored(row.text(7)),
+            counts: DeliveryCounts(pending: Int(row.int(8)), delivered: Int(row.int(9)), failed: Int(row.int(10))),
+            downSince: row.optionalInt(11), lastAttemptAt: row.optionalInt(12), lastSuccessAt: row.optionalInt(13),
+            lastStatus: row.optionalInt(14).map(Int.init), lastError: row.optionalText(15), oldestPendingAt: row.optionalInt(16))
+    }
+
+    /// Pending deliveries per subscription name, for the backlog metric.
+    func backlog() async throws -> [(String, Int)] {
+        try await readers.read { db in
+            try db.query("SELECT name, pending_n FROM subscriptions ORDER BY seq", map: { ($0.text(0), Int($0.int(1))) })
+        }
+    }
+
+    /// Live tenants by status, kept by triggers as deliveries change.
+    func tenantStats() async throws -> TenantStats {
+        try await readers.read { db in
+            var stats = TenantStats()
+            for (status, n) in try db.query("SELECT status, n FROM tenant_stats", map: { ($0.text(0), Int($0.int(1))) }) {
+                switch TenantStatus(rawValue: status) {
+                case .pending: stats.pending = n
+                case .provisioned: stats.provisioned = n
+                case .failed: stats.failed = n
+                case nil: break
+                }
+            }
+            return stats
+        }
+    }
+}

@@ -1,5 +1,0 @@
-/// The release, shown by `provisiond --version`, in the start log line and
-/// in the User-Agent of every webhook.
-public enum ProvisiondVersion {
-    public static let current = "0.1.0"
-}
