@@ -1,3 +1,4 @@
+import Essentials
 import Foundation
 
 /// The durable topic on SQLite: tenants (each with its published event),
