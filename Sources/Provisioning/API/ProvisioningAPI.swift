@@ -2,7 +2,7 @@ import Essentials
 import HTTPServer
 import Logging
 
-/// The HTTP API of CONTRACT.md: authentication first, then routing, then
+/// The HTTP API (docs/api.md): authentication first, then routing, then
 /// handlers that validate input fully before they change anything.
 struct ProvisioningAPI: Sendable {
     let store: TopicStore

@@ -1,6 +1,6 @@
 import Essentials
 
-/// How the domain objects look in the HTTP API (CONTRACT.md).
+/// How the domain objects look in the HTTP API (docs/api.md, openapi.yaml).
 enum Representation {
     static func time(_ millis: Int64?) -> JSON { millis.map { .string(WallClock.rfc3339($0)) } ?? .null }
 
