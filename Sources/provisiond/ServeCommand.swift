@@ -89,6 +89,10 @@ struct Serve: AsyncParsableCommand {
             transform: OptionValue.caFile)
     var webhookCAFile: String?
     @Option(parsing: .unconditional,
+            help: help("database", "Where the topic is stored: sqlite: (the file in --data-dir); PostgreSQL is planned.",
+                       default: "sqlite:"))
+    var database: String?
+    @Option(parsing: .unconditional,
             help: help("log-level", "Least severe log lines written: trace, debug, info, notice, warning, error or critical.",
                        default: Serve.defaultLogLevel.rawValue),
             transform: OptionValue.logLevel)
@@ -148,6 +152,10 @@ struct Serve: AsyncParsableCommand {
         config.idleTimeout = try value(idleTimeout, "idle-timeout", OptionValue.positiveDuration) ?? config.idleTimeout
         config.requestTimeout = try value(requestTimeout, "request-timeout", OptionValue.positiveDuration) ?? config.requestTimeout
         config.webhookCAFile = try value(webhookCAFile, "webhook-ca-file", OptionValue.caFile)
+        // Checked here, not echoed: a database URL may carry a password.
+        if let database = try value(database, "database", { $0 }), database != "sqlite:", database != "sqlite" {
+            throw ValidationError("--database: this release stores the topic in SQLite only (sqlite:, the default); PostgreSQL is planned")
+        }
         guard config.retryMax >= config.retryInitial else {
             throw ValidationError("--retry-max: must be at least --retry-initial (\(DurationParser.format(config.retryInitial)))")
         }

@@ -334,3 +334,17 @@ def test_a_port_that_cannot_be_bound_writes_nothing(tmp_path):
         assert not data.exists()  # no data dir, token or database for a start that failed
     finally:
         taken.close()
+
+
+def test_database_takes_sqlite_and_refuses_others_without_echoing_them(tmp_path):
+    s = Provisiond(str(tmp_path / "d"), "--database", "sqlite:").start()
+    try:
+        assert requests.get(s.url + "/healthz").status_code == 200
+    finally:
+        s.stop()
+    for args, env in [(["--database", "postgres://app:s3cret@db.example:5432/topic"], None),
+                      ([], {"PROVISIOND_DATABASE": "postgres://app:s3cret@db.example/topic"})]:
+        code, lines = run_bad("--port", "0", "--data-dir", str(tmp_path / "e"), *args, env=env)
+        assert code == 2 and len(lines) == 1 and "--database" in lines[0], lines
+        assert "s3cret" not in lines[0], lines
+    assert not (tmp_path / "e").exists()
