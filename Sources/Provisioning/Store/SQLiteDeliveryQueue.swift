@@ -90,37 +90,53 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
     func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], operational: [OperationalEvent],
                 backlogDueNow: [Int64], now: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
+            // State changes, added up per subscription and per tenant (see `Counters`).
+            var moved: [Int64: (delivered: Int, failed: Int)] = [:]
+            var tenants = Counters.Tenants()
             for outcome in outcomes {
                 let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
-                let changed = try db.run(
+                // Nil when no longer pending: nothing changed. Else its tenant (nil for an operational event).
+                guard let tenantSeq = try db.queryOne(
                     """
                     UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
                         last_error = ?, next_attempt_at = ?, delivered_at = ?
-                    WHERE seq = ? AND state = 0
+                    WHERE seq = ? AND state = 0 RETURNING tenant_seq
                     """,
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
-                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)])
-                guard changed > 0 else { continue }
+                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)],
+                    map: { $0.optionalInt(0) })
+                else { continue }
+                if state != .pending {
+                    let delivered = state == .delivered ? 1 : 0
+                    let current = moved[outcome.subscriptionSeq] ?? (0, 0)
+                    moved[outcome.subscriptionSeq] = (current.delivered + delivered, current.failed + 1 - delivered)
+                    tenants.add(tenantSeq, pending: -1, failed: 1 - delivered)
+                }
                 if outcome.delivered, let domain = outcome.delivery.domain {
                     try db.run(SQLiteDeliveryQueue.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
                                                            .integer(outcome.delivery.eventSeq)])
                 }
                 try SQLiteDeliveryQueue.keepAttempt(db, outcome)
             }
-            // The subscription's last attempt, for its health (outcomes come in the order they finished).
+            // The subscription's last attempt, for its health (outcomes come in
+            // the order they finished), with its counts.
             var last: [Int64: AttemptOutcome] = [:]
             for outcome in outcomes { last[outcome.subscriptionSeq] = outcome }
             for (subscription, outcome) in last {
+                let (delivered, failed) = moved[subscription] ?? (0, 0)
                 try db.run(
                     """
                     UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
-                        last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END
+                        last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
+                        pending_n = pending_n - ?, delivered_n = delivered_n + ?, failed_n = failed_n + ?
                     WHERE seq = ?
                     """,
                     [.integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
-                     .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .integer(subscription)])
+                     .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .int(delivered + failed), .int(delivered),
+                     .int(failed), .integer(subscription)])
             }
+            try tenants.apply(db)
             for (subscription, breaker) in breakers {
                 try db.run(
                     "UPDATE subscriptions SET failures = ?, failed_probes = ?, probe_not_before = ?, down_since = ? WHERE seq = ?",
