@@ -18,7 +18,9 @@ enum Counters {
         if let new { try db.run(statsSQL, [.int(1), .text(new.rawValue)]) }
     }
 
-    static let statsSQL = "UPDATE tenant_stats SET n = n + ? WHERE status = ?"
+    static let statsSQL = SQL("UPDATE tenant_stats SET n = n + ? WHERE status = ?")
+    static let tenantSQL = SQL(
+        "UPDATE tenants SET pending_n = pending_n + ?, failed_n = failed_n + ? WHERE seq = ? RETURNING pending_n, failed_n, deleted_at IS NULL")
 
     /// Count changes per tenant, written by `apply` with one UPDATE per
     /// tenant, then one per status bucket that changed size.
@@ -35,8 +37,7 @@ enum Counters {
         func apply(_ db: SQLiteConnection) throws {
             var buckets: [TenantStatus: Int] = [:]
             for (tenant, change) in changes.sorted(by: { $0.key < $1.key }) where change != (0, 0) {
-                guard let (pending, failed, live) = try db.queryOne(
-                    "UPDATE tenants SET pending_n = pending_n + ?, failed_n = failed_n + ? WHERE seq = ? RETURNING pending_n, failed_n, deleted_at IS NULL",
+                guard let (pending, failed, live) = try db.queryOne(Counters.tenantSQL,
                     [.int(change.pending), .int(change.failed), .integer(tenant)], map: { ($0.int(0), $0.int(1), $0.int(2) != 0) })
                 else { continue }
                 guard live else { continue }

@@ -46,13 +46,13 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
     }
 
     /// Due deliveries of one subscription, oldest first (index deliveries_due).
-    static let dueSQL =
-        "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+    static let dueSQL = SQL(
+        "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
     /// One delivery with its event and tenant (primary keys).
-    static let deliverySQL = """
+    static let deliverySQL = SQL("""
         SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
         FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
-        """
+        """)
 
     /// Up to `limit` due deliveries of one subscription, oldest first, not
     /// counting those in `busy` (in flight: still due in the database until
@@ -96,12 +96,7 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
             for outcome in outcomes {
                 let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
                 // Nil when no longer pending: nothing changed. Else its tenant (nil for an operational event).
-                guard let tenantSeq = try db.queryOne(
-                    """
-                    UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
-                        last_error = ?, next_attempt_at = ?, delivered_at = ?
-                    WHERE seq = ? AND state = 0 RETURNING tenant_seq
-                    """,
+                guard let tenantSeq = try db.queryOne(SQLiteDeliveryQueue.outcomeSQL,
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
                      outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)],
@@ -125,13 +120,7 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
             for outcome in outcomes { last[outcome.subscriptionSeq] = outcome }
             for (subscription, outcome) in last {
                 let (delivered, failed) = moved[subscription] ?? (0, 0)
-                try db.run(
-                    """
-                    UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
-                        last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
-                        pending_n = pending_n - ?, delivered_n = delivered_n + ?, failed_n = failed_n + ?
-                    WHERE seq = ?
-                    """,
+                try db.run(SQLiteDeliveryQueue.lastAttemptSQL,
                     [.integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
                      .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .int(delivered + failed), .int(delivered),
                      .int(failed), .integer(subscription)])
@@ -153,10 +142,27 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
         }, completion: completion)
     }
 
+    /// An outcome on a delivery still pending; returns its tenant.
+    static let outcomeSQL = SQL("""
+        UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
+            last_error = ?, next_attempt_at = ?, delivered_at = ?
+        WHERE seq = ? AND state = 0 RETURNING tenant_seq
+        """)
+
+    /// A subscription's last attempt and its counts.
+    static let lastAttemptSQL = SQL("""
+        UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
+            last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
+            pending_n = pending_n - ?, delivered_n = delivered_n + ?, failed_n = failed_n + ?
+        WHERE seq = ?
+        """)
+
+    static let insertAttemptSQL = SQL(
+        "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)")
+
     /// Records one attempt and keeps the delivery's last 10.
     static func keepAttempt(_ db: SQLiteConnection, _ outcome: AttemptOutcome) throws {
-        try db.run(
-            "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)",
+        try db.run(insertAttemptSQL,
             [.integer(outcome.delivery.seq), .integer(outcome.attemptedAt), .integer(outcome.durationMs),
              .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
              outcome.response.isEmpty ? .null : .blob(outcome.response)])
@@ -171,12 +177,12 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
 
     /// The next unacknowledged event of a (subscription, domain) line after
     /// the one just acknowledged becomes due, if it was waiting (index deliveries_line).
-    static let releaseNextSQL = """
+    static let releaseNextSQL = SQL("""
         UPDATE deliveries SET next_attempt_at = ?1
         WHERE seq = (SELECT seq FROM deliveries WHERE subscription_seq = ?2 AND domain = ?3 AND state != 1 AND event_seq > ?4
                      ORDER BY event_seq LIMIT 1)
           AND state = 0 AND next_attempt_at IS NULL
-        """
+        """)
 
     /// An operational event: stored, then delivered to every subscription
     /// that lists its type except the one it is about.

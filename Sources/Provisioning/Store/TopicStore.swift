@@ -151,10 +151,11 @@ package final class TopicStore: Sendable {
     /// The tenant with its deliveries, when its row and data are at hand
     /// (just written): its payload is not read back and parsed again.
     static func tenant(_ db: SQLiteConnection, row: TenantRow, data: JSON) throws -> Tenant {
-        let deliveries = try db.query(
-            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(row.seq)], map: delivery)
+        let deliveries = try db.query(tenantDeliveriesSQL, [.integer(row.seq)], map: delivery)
         return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
     }
+
+    static let tenantDeliveriesSQL = SQL("\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq")
 
     /// A delivery with its subscription, event and tenant. `blockedBy`: the
     /// head of its (subscription, domain) line while it waits behind it. While
