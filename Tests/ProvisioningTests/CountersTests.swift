@@ -3,8 +3,8 @@ import XCTest
 
 @testable import Provisioning
 
-/// The counts a subscription and GET /status show are kept by triggers as
-/// deliveries change. After every kind of change, they must equal what
+/// The counts a subscription and GET /status show are kept by the writer as
+/// deliveries change (`Counters`). After every kind of change, they must equal what
 /// counting the rows gives.
 final class CountersTests: XCTestCase {
     private func assertCountsMatchRows(_ store: TopicStore, _ step: String, file: StaticString = #filePath, line: UInt = #line) async throws {
@@ -27,6 +27,14 @@ final class CountersTests: XCTestCase {
                     WHEN EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 0) THEN 'pending'
                     ELSE 'provisioned' END AS status FROM tenants t WHERE deleted_at IS NULL) GROUP BY status
                 """) { ($0.text(0), $0.int(1)) })
+            let tenantsKept = try db.query("SELECT seq, pending_n, failed_n FROM tenants ORDER BY seq") { [$0.int(0), $0.int(1), $0.int(2)] }
+            let tenantsCounted = try db.query(
+                """
+                SELECT t.seq, (SELECT count(*) FROM deliveries WHERE tenant_seq = t.seq AND state = 0),
+                    (SELECT count(*) FROM deliveries WHERE tenant_seq = t.seq AND state = 2)
+                FROM tenants t ORDER BY t.seq
+                """) { [$0.int(0), $0.int(1), $0.int(2)] }
+            XCTAssertEqual(tenantsKept, tenantsCounted, "tenant counts after \(step)", file: file, line: line)
             return (kept, counted, stats, derived)
         }
         XCTAssertEqual(kept, counted, "subscription counts after \(step)", file: file, line: line)
@@ -64,6 +72,9 @@ final class CountersTests: XCTestCase {
         _ = try await store.change(tenantId: tenants[0].id, .deactivate)
         _ = try await store.change(tenantId: tenants[1].id, .delete)
         try await assertCountsMatchRows(store, "changes and a delete")
+        _ = try await store.subscribe("c", deliver: "all")
+        while try await store.backfillStep(batchSize: 2) {}
+        try await assertCountsMatchRows(store, "a catch-up in batches")
         try await recordAll(store, subscription: a, delivered: true)
         try await assertCountsMatchRows(store, "acknowledgements")
         try await recordAll(store, subscription: a, delivered: true)  // the released second events

@@ -54,6 +54,7 @@ final class PaginationTests: XCTestCase {
                     [.int(state), .integer(subscription), .text(tenant)])
             }
         }
+        try await store.recountDeliveries()
         return Fixture(store: store, a: a, b: b, ids: ids, domains: domains, status: status, stateA: stateA)
     }
 
@@ -191,6 +192,7 @@ final class PaginationTests: XCTestCase {
         // Meanwhile: the cursor's own tenant gets provisioned, and a new tenant arrives.
         try await fixture.store.execute(
             "UPDATE deliveries SET state = 1 WHERE tenant_seq = (SELECT seq FROM tenants WHERE id = ?)", [.text(first.next!)])
+        try await fixture.store.recountDeliveries()
         let late = try await fixture.store.publishNew(try tenantRequest("late.example.com"))
 
         filter.after = first.next

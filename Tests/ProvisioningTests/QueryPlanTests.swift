@@ -47,12 +47,12 @@ final class QueryPlanTests: XCTestCase {
     // MARK: The dispatcher
 
     func testDueDeliveriesUseDeliveriesDue() async throws {
-        try await assertPlan(SQLiteDeliveryQueue.dueSQL, uses: "deliveries_due")
+        try await assertPlan(SQLiteDeliveryQueue.dueSQL.text, uses: "deliveries_due")
     }
 
     /// The dispatcher loads each delivery it takes with its event by primary keys.
     func testDispatcherLoadsADeliveryWithItsEventByPrimaryKeys() async throws {
-        let details = try await plan(SQLiteDeliveryQueue.deliverySQL)
+        let details = try await plan(SQLiteDeliveryQueue.deliverySQL.text)
         XCTAssertTrue(details.contains { $0.contains("SEARCH d USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH e USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
@@ -62,12 +62,12 @@ final class QueryPlanTests: XCTestCase {
 
     /// An acknowledgement releases the next event of its line: one index seek, whatever is blocked.
     func testReleasingTheNextEventUsesDeliveriesLine() async throws {
-        try await assertPlan(SQLiteDeliveryQueue.releaseNextSQL, uses: "deliveries_line")
+        try await assertPlan(SQLiteDeliveryQueue.releaseNextSQL.text, uses: "deliveries_line")
     }
 
     /// A new event looks for an unacknowledged one of its line per subscription.
     func testPublishingLooksUpTheLineByIndex() async throws {
-        let details = try await plan(TopicStore.createDeliveriesSQL)
+        let details = try await plan(TopicStore.createDeliveriesSQL.text)
         let text = details.joined(separator: "\n")
         XCTAssertTrue(details.contains { $0.contains("deliveries_line (subscription_seq=? AND domain=?)") }, text)
         XCTAssertFalse(details.contains { $0.hasPrefix("SCAN d") }, text)

@@ -81,6 +81,27 @@ extension TopicStore {
         try await writer.write { db in try db.run(sql, bindings) }
     }
 
+    /// Counts every subscription's and tenant's deliveries again, and the
+    /// tenants per status: for fixtures that set delivery states with SQL
+    /// rather than through the write paths that keep the counts.
+    func recountDeliveries() async throws {
+        try await writer.write { db in
+            try db.execute(
+                """
+                UPDATE subscriptions SET
+                    pending_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 0),
+                    delivered_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 1),
+                    failed_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 2);
+                UPDATE tenants SET
+                    pending_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 0),
+                    failed_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 2);
+                UPDATE tenant_stats SET n = (
+                    SELECT count(*) FROM tenants WHERE deleted_at IS NULL AND
+                        CASE WHEN failed_n > 0 THEN 'failed' WHEN pending_n > 0 THEN 'pending' ELSE 'provisioned' END = tenant_stats.status);
+                """)
+        }
+    }
+
     /// Reads one integer with a reader connection.
     func integer(_ sql: String, _ bindings: [SQLiteValue] = []) async throws -> Int64? {
         try await readers.read { db in try db.queryOne(sql, bindings) { $0.optionalInt(0) } ?? nil }
@@ -225,5 +246,7 @@ func insertTenantRow(_ db: SQLiteConnection, id: String, domain: String, eventId
         [.text(id), .text(domain), .integer(eventSeq)])
     let seq = db.lastInsertRowID
     try db.run("UPDATE events SET tenant_seq = ? WHERE seq = ?", [.integer(seq), .integer(eventSeq)])
+    // Counted like a published tenant with no deliveries (see `Counters`).
+    try Counters.moveTenant(db, from: nil, to: .provisioned)
     return seq
 }

@@ -243,6 +243,7 @@ final class TopicStoreTests: XCTestCase {
             "UPDATE deliveries SET state = 1, attempts = 1, delivered_at = 1 WHERE subscription_seq = ? AND tenant_seq IN (SELECT seq FROM tenants WHERE id IN (?, ?))",
             [.integer(prod.seq), .text(tenants[8].id), .text(tenants[9].id)])
         try await store.execute("UPDATE deliveries SET state = 2, attempts = 3 WHERE subscription_seq = ?", [.integer(other.seq)])
+        try await store.recountDeliveries()
         let stored = try await store.tenant(id: tenants[0].id)?.status
         XCTAssertEqual(stored, .failed)
         let stored2 = try await store.subscription(id: prod.id)?.counts.failed
@@ -385,6 +386,7 @@ final class TopicStoreTests: XCTestCase {
         _ = try await store.subscribe("b")
         for index in 0..<3 { _ = try await store.publishNew(try tenantRequest("b\(index).example.com")) }
         try await store.execute("UPDATE deliveries SET state = 1 WHERE subscription_seq = ?", [.integer(a.seq)])
+        try await store.recountDeliveries()
         let backlog = try await store.backlog()
         XCTAssertEqual(backlog.map(\.0), ["a", "b"])
         XCTAssertEqual(backlog.map(\.1), [0, 3])

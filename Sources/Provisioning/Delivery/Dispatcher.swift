@@ -33,6 +33,8 @@ final class Dispatcher: @unchecked Sendable {
         /// not to be claimed again.
         var busy = Set<Int64>()
         var breaker: Breaker
+        /// Keyed once per subscription (and again if its secret changes).
+        var signer: (secret: String, signer: WebhookSigner)?
     }
 
     /// Outcomes the store could not write yet (descriptors or disk ran out):
@@ -234,9 +236,16 @@ final class Dispatcher: @unchecked Sendable {
             nextScanAt = min(nextScanAt, next)
         }
         guard !due.isEmpty else { return }
-        guard let signer = WebhookSigner(secret: target.secret) else {
-            logger.error("subscription \(target.name) has an unusable secret")
-            return
+        let signer: WebhookSigner
+        if let kept = state.signer, kept.secret == target.secret {
+            signer = kept.signer
+        } else {
+            guard let made = WebhookSigner(secret: target.secret) else {
+                logger.error("subscription \(target.name) has an unusable secret")
+                return
+            }
+            signer = made
+            state.signer = (target.secret, made)
         }
         for delivery in due {
             guard let attempt = WebhookAttempt(

@@ -9,11 +9,21 @@ struct SQLiteError: Error, CustomStringConvertible, Sendable {
     var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
 }
 
+/// A statement's text with an identity (keep it in a `static let`): a
+/// connection finds its prepared statement by that identity instead of
+/// hashing the whole text on every use (about 4 k instructions for a long
+/// statement).
+final class SQL: Sendable {
+    let text: String
+    init(_ text: String) { self.text = text }
+}
+
 /// One SQLite connection. Not thread-safe by itself: each owner (the writer
 /// thread, a reader, the dispatcher) uses its own.
 final class SQLiteConnection {
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    private var keyedStatements: [ObjectIdentifier: SQLiteStatement] = [:]
 
     init(path: String) throws {
         var db: OpaquePointer?
@@ -32,6 +42,7 @@ final class SQLiteConnection {
 
     deinit {
         statements.removeAll()
+        keyedStatements.removeAll()
         sqlite3_close_v2(handle)
     }
 
@@ -51,17 +62,48 @@ final class SQLiteConnection {
             cached.reset()
             return cached
         }
-        var raw: OpaquePointer?
-        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
-        guard rc == SQLITE_OK, let raw else { throw lastError(rc) }
-        let statement = SQLiteStatement(raw, connection: self)
+        let statement = try compile(sql)
         statements[sql] = statement
         return statement
     }
 
+    /// The same, found by the `SQL`'s identity.
+    func prepare(_ sql: SQL) throws -> SQLiteStatement {
+        if let cached = keyedStatements[ObjectIdentifier(sql)] {
+            cached.reset()
+            return cached
+        }
+        let statement = try compile(sql.text)
+        keyedStatements[ObjectIdentifier(sql)] = statement
+        return statement
+    }
+
+    private func compile(_ sql: String) throws -> SQLiteStatement {
+        var raw: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &raw, nil)
+        guard rc == SQLITE_OK, let raw else { throw lastError(rc) }
+        return SQLiteStatement(raw, connection: self)
+    }
+
+    func query<T>(_ sql: SQL, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
+        try query(statement: prepare(sql), bindings, map: map)
+    }
+
+    func queryOne<T>(_ sql: SQL, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
+        try queryOne(statement: prepare(sql), bindings, map: map)
+    }
+
+    @discardableResult
+    func run(_ sql: SQL, _ bindings: [SQLiteValue] = []) throws -> Int {
+        try run(statement: prepare(sql), bindings)
+    }
+
     /// Runs a statement with bindings and returns each row mapped.
     func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
-        let statement = try prepare(sql)
+        try query(statement: prepare(sql), bindings, map: map)
+    }
+
+    private func query<T>(statement: SQLiteStatement, _ bindings: [SQLiteValue], map: (SQLiteRow) throws -> T) throws -> [T] {
         try statement.bind(bindings)
         // Also when `map` throws: a statement left mid-result keeps its read
         // snapshot open on this connection, which holds back WAL checkpoints.
@@ -72,7 +114,10 @@ final class SQLiteConnection {
     }
 
     func queryOne<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
-        let statement = try prepare(sql)
+        try queryOne(statement: prepare(sql), bindings, map: map)
+    }
+
+    private func queryOne<T>(statement: SQLiteStatement, _ bindings: [SQLiteValue], map: (SQLiteRow) throws -> T) throws -> T? {
         try statement.bind(bindings)
         defer { statement.reset() }
         return try statement.step() ? try map(SQLiteRow(statement: statement)) : nil
@@ -81,7 +126,10 @@ final class SQLiteConnection {
     /// Runs a statement that returns no rows; gives the number of rows changed.
     @discardableResult
     func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> Int {
-        let statement = try prepare(sql)
+        try run(statement: prepare(sql), bindings)
+    }
+
+    private func run(statement: SQLiteStatement, _ bindings: [SQLiteValue]) throws -> Int {
         try statement.bind(bindings)
         defer { statement.reset() }
         while try statement.step() {}

@@ -46,13 +46,13 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
     }
 
     /// Due deliveries of one subscription, oldest first (index deliveries_due).
-    static let dueSQL =
-        "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?"
+    static let dueSQL = SQL(
+        "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
     /// One delivery with its event and tenant (primary keys).
-    static let deliverySQL = """
+    static let deliverySQL = SQL("""
         SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
         FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
-        """
+        """)
 
     /// Up to `limit` due deliveries of one subscription, oldest first, not
     /// counting those in `busy` (in flight: still due in the database until
@@ -90,37 +90,42 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
     func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], operational: [OperationalEvent],
                 backlogDueNow: [Int64], now: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
         writer.write({ db in
+            // State changes, added up per subscription and per tenant (see `Counters`).
+            var moved: [Int64: (delivered: Int, failed: Int)] = [:]
+            var tenants = Counters.Tenants()
             for outcome in outcomes {
                 let state: DeliveryState = outcome.delivered ? .delivered : (outcome.failed ? .failed : .pending)
-                let changed = try db.run(
-                    """
-                    UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
-                        last_error = ?, next_attempt_at = ?, delivered_at = ?
-                    WHERE seq = ? AND state = 0
-                    """,
+                // Nil when no longer pending: nothing changed. Else its tenant (nil for an operational event).
+                guard let tenantSeq = try db.queryOne(SQLiteDeliveryQueue.outcomeSQL,
                     [.int(state.rawValue), .integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)),
                      .optional(outcome.error), .optional(outcome.nextAttemptAt),
-                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)])
-                guard changed > 0 else { continue }
+                     outcome.delivered ? .integer(outcome.attemptedAt) : .null, .integer(outcome.delivery.seq)],
+                    map: { $0.optionalInt(0) })
+                else { continue }
+                if state != .pending {
+                    let delivered = state == .delivered ? 1 : 0
+                    let current = moved[outcome.subscriptionSeq] ?? (0, 0)
+                    moved[outcome.subscriptionSeq] = (current.delivered + delivered, current.failed + 1 - delivered)
+                    tenants.add(tenantSeq, pending: -1, failed: 1 - delivered)
+                }
                 if outcome.delivered, let domain = outcome.delivery.domain {
                     try db.run(SQLiteDeliveryQueue.releaseNextSQL, [.integer(now), .integer(outcome.subscriptionSeq), .text(domain),
                                                            .integer(outcome.delivery.eventSeq)])
                 }
                 try SQLiteDeliveryQueue.keepAttempt(db, outcome)
             }
-            // The subscription's last attempt, for its health (outcomes come in the order they finished).
+            // The subscription's last attempt, for its health (outcomes come in
+            // the order they finished), with its counts.
             var last: [Int64: AttemptOutcome] = [:]
             for outcome in outcomes { last[outcome.subscriptionSeq] = outcome }
             for (subscription, outcome) in last {
-                try db.run(
-                    """
-                    UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
-                        last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END
-                    WHERE seq = ?
-                    """,
+                let (delivered, failed) = moved[subscription] ?? (0, 0)
+                try db.run(SQLiteDeliveryQueue.lastAttemptSQL,
                     [.integer(outcome.attemptedAt), .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
-                     .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .integer(subscription)])
+                     .int(outcome.delivered ? 1 : 0), .integer(outcome.attemptedAt), .int(delivered + failed), .int(delivered),
+                     .int(failed), .integer(subscription)])
             }
+            try tenants.apply(db)
             for (subscription, breaker) in breakers {
                 try db.run(
                     "UPDATE subscriptions SET failures = ?, failed_probes = ?, probe_not_before = ?, down_since = ? WHERE seq = ?",
@@ -137,10 +142,27 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
         }, completion: completion)
     }
 
+    /// An outcome on a delivery still pending; returns its tenant.
+    static let outcomeSQL = SQL("""
+        UPDATE deliveries SET state = ?, attempts = attempts + 1, last_attempt_at = ?, last_status = ?,
+            last_error = ?, next_attempt_at = ?, delivered_at = ?
+        WHERE seq = ? AND state = 0 RETURNING tenant_seq
+        """)
+
+    /// A subscription's last attempt and its counts.
+    static let lastAttemptSQL = SQL("""
+        UPDATE subscriptions SET last_attempt_at = ?, last_status = ?, last_error = ?,
+            last_success_at = CASE WHEN ? THEN ? ELSE last_success_at END,
+            pending_n = pending_n - ?, delivered_n = delivered_n + ?, failed_n = failed_n + ?
+        WHERE seq = ?
+        """)
+
+    static let insertAttemptSQL = SQL(
+        "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)")
+
     /// Records one attempt and keeps the delivery's last 10.
     static func keepAttempt(_ db: SQLiteConnection, _ outcome: AttemptOutcome) throws {
-        try db.run(
-            "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)",
+        try db.run(insertAttemptSQL,
             [.integer(outcome.delivery.seq), .integer(outcome.attemptedAt), .integer(outcome.durationMs),
              .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
              outcome.response.isEmpty ? .null : .blob(outcome.response)])
@@ -155,12 +177,12 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
 
     /// The next unacknowledged event of a (subscription, domain) line after
     /// the one just acknowledged becomes due, if it was waiting (index deliveries_line).
-    static let releaseNextSQL = """
+    static let releaseNextSQL = SQL("""
         UPDATE deliveries SET next_attempt_at = ?1
         WHERE seq = (SELECT seq FROM deliveries WHERE subscription_seq = ?2 AND domain = ?3 AND state != 1 AND event_seq > ?4
                      ORDER BY event_seq LIMIT 1)
           AND state = 0 AND next_attempt_at IS NULL
-        """
+        """)
 
     /// An operational event: stored, then delivered to every subscription
     /// that lists its type except the one it is about.

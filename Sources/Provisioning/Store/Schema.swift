@@ -131,10 +131,10 @@ enum Schema {
             DEFAULT ',tenant.created,tenant.updated,tenant.deactivated,tenant.activated,tenant.deleted,';
         """,
         // 5: health and counts kept as the store changes, so reading them takes
-        // the same time whatever the backlog. Triggers on deliveries keep the
-        // counts in the transaction that changes a state, whichever code path
-        // it is; the last attempt's outcome is written with it. And the last
-        // attempts of each delivery, for an operator asking why.
+        // the same time whatever the backlog. The write paths that change a
+        // delivery's state keep the counts in the same transaction (see
+        // `Counters`); the last attempt's outcome is written with it. And the
+        // last attempts of each delivery, for an operator asking why.
         """
         ALTER TABLE deliveries ADD COLUMN created_at INTEGER;   -- Unix ms; null for deliveries from before
         ALTER TABLE subscriptions ADD COLUMN pending_n INTEGER NOT NULL DEFAULT 0;
@@ -162,43 +162,6 @@ enum Schema {
             SELECT count(*) FROM tenants WHERE deleted_at IS NULL AND
                 CASE WHEN failed_n > 0 THEN 'failed' WHEN pending_n > 0 THEN 'pending' ELSE 'provisioned' END = tenant_stats.status);
 
-        CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries BEGIN
-            UPDATE subscriptions SET pending_n = pending_n + (NEW.state = 0), delivered_n = delivered_n + (NEW.state = 1),
-                failed_n = failed_n + (NEW.state = 2) WHERE seq = NEW.subscription_seq;
-            UPDATE tenants SET pending_n = pending_n + (NEW.state = 0), failed_n = failed_n + (NEW.state = 2)
-                WHERE seq = NEW.tenant_seq AND NEW.state != 1;
-        END;
-        CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries WHEN OLD.state != NEW.state BEGIN
-            UPDATE subscriptions SET pending_n = pending_n + (NEW.state = 0) - (OLD.state = 0),
-                delivered_n = delivered_n + (NEW.state = 1) - (OLD.state = 1),
-                failed_n = failed_n + (NEW.state = 2) - (OLD.state = 2) WHERE seq = NEW.subscription_seq;
-            UPDATE tenants SET pending_n = pending_n + (NEW.state = 0) - (OLD.state = 0),
-                failed_n = failed_n + (NEW.state = 2) - (OLD.state = 2) WHERE seq = NEW.tenant_seq;
-        END;
-        CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries BEGIN
-            UPDATE subscriptions SET pending_n = pending_n - (OLD.state = 0), delivered_n = delivered_n - (OLD.state = 1),
-                failed_n = failed_n - (OLD.state = 2) WHERE seq = OLD.subscription_seq;
-            UPDATE tenants SET pending_n = pending_n - (OLD.state = 0), failed_n = failed_n - (OLD.state = 2)
-                WHERE seq = OLD.tenant_seq AND OLD.state != 1;
-        END;
-        -- A live tenant's status bucket: failed, else pending, else provisioned.
-        CREATE TRIGGER tenants_stats_insert AFTER INSERT ON tenants WHEN NEW.deleted_at IS NULL BEGIN
-            UPDATE tenant_stats SET n = n + 1
-            WHERE status = CASE WHEN NEW.failed_n > 0 THEN 'failed' WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
-        END;
-        -- Only when the bucket changes: most count changes (a second pending delivery) keep it.
-        CREATE TRIGGER tenants_stats_update AFTER UPDATE OF pending_n, failed_n, deleted_at ON tenants
-        WHEN (CASE WHEN OLD.deleted_at IS NOT NULL THEN NULL WHEN OLD.failed_n > 0 THEN 'failed'
-                   WHEN OLD.pending_n > 0 THEN 'pending' ELSE 'provisioned' END)
-          IS NOT (CASE WHEN NEW.deleted_at IS NOT NULL THEN NULL WHEN NEW.failed_n > 0 THEN 'failed'
-                       WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END)
-        BEGIN
-            UPDATE tenant_stats SET n = n - 1 WHERE OLD.deleted_at IS NULL AND status =
-                CASE WHEN OLD.failed_n > 0 THEN 'failed' WHEN OLD.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
-            UPDATE tenant_stats SET n = n + 1 WHERE NEW.deleted_at IS NULL AND status =
-                CASE WHEN NEW.failed_n > 0 THEN 'failed' WHEN NEW.pending_n > 0 THEN 'pending' ELSE 'provisioned' END;
-        END;
-
         CREATE TABLE attempts (
             seq INTEGER PRIMARY KEY,
             delivery_seq INTEGER NOT NULL REFERENCES deliveries(seq) ON DELETE CASCADE,
@@ -225,6 +188,14 @@ enum Schema {
         // checks them itself before it commits.
         try db.execute("PRAGMA foreign_keys = OFF")
         defer { try? db.execute("PRAGMA foreign_keys = ON") }
+        // Databases made by a development build of migration 5 (not in any
+        // release) have counting triggers; the writer keeps the counts now.
+        if version >= 5 {
+            for trigger in ["deliveries_count_insert", "deliveries_count_update", "deliveries_count_delete",
+                            "tenants_stats_insert", "tenants_stats_update"] {
+                try db.execute("DROP TRIGGER IF EXISTS \(trigger)")
+            }
+        }
         for index in version..<min(target, migrations.count) {
             try db.execute("BEGIN IMMEDIATE")
             do {

@@ -10,21 +10,39 @@ extension TopicStore {
             else { return nil }
             let now = WallClock.nowMillis()
             // Events it never had a delivery for (accepted before it subscribed, or then unwanted).
-            let added = try db.run(
+            let added = try db.query(
                 """
                 INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
                 SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2, NULL FROM events e
                 WHERE e.created_at >= ?3 AND instr(?4, ',' || e.type || ',') > 0 ORDER BY e.seq
-                """, [.integer(seq), .integer(now), .integer(since), .text(events)])
-            // The ones it had: again, from the start.
-            let again = try db.run(
-                """
-                UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = NULL, created_at = ?2
-                WHERE subscription_seq = ?1 AND state != 0
-                  AND event_seq IN (SELECT seq FROM events WHERE created_at >= ?3 AND instr(?4, ',' || type || ',') > 0)
-                """, [.integer(seq), .integer(now), .integer(since), .text(events)])
+                RETURNING tenant_seq
+                """, [.integer(seq), .integer(now), .integer(since), .text(events)], map: { $0.optionalInt(0) })
+            // The ones it had: again, from the start. Delivered and failed
+            // ones apart, to move each out of its own count.
+            var again: [DeliveryState: [Int64?]] = [:]
+            for state in [DeliveryState.delivered, .failed] {
+                again[state] = try db.query(
+                    """
+                    UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = NULL, created_at = ?2
+                    WHERE subscription_seq = ?1 AND state = ?5
+                      AND event_seq IN (SELECT seq FROM events WHERE created_at >= ?3 AND instr(?4, ',' || type || ',') > 0)
+                    RETURNING tenant_seq
+                    """, [.integer(seq), .integer(now), .integer(since), .text(events), .int(state.rawValue)],
+                    map: { $0.optionalInt(0) })
+            }
+            let delivered = again[.delivered] ?? [], failed = again[.failed] ?? []
+            let requeued = added.count + delivered.count + failed.count
+            if requeued > 0 {
+                try db.run(
+                    "UPDATE subscriptions SET pending_n = pending_n + ?, delivered_n = delivered_n - ?, failed_n = failed_n - ? WHERE seq = ?",
+                    [.int(requeued), .int(delivered.count), .int(failed.count), .integer(seq)])
+                var tenants = Counters.Tenants()
+                for tenant in added + delivered { tenants.add(tenant, pending: 1) }
+                for tenant in failed { tenants.add(tenant, pending: 1, failed: -1) }
+                try tenants.apply(db)
+            }
             try TopicStore.releaseHeads(db, subscription: seq, now: now)
-            return added + again
+            return requeued
         }
     }
 

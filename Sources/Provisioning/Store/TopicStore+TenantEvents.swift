@@ -45,47 +45,67 @@ extension TopicStore {
     /// Inside a write: stores the tenant's next event (version + 1), its row
     /// as of that event, and one delivery per subscription that wants the type.
     static func appendEvent(_ db: SQLiteConnection, tenant row: inout TenantRow, type: EventType, fields: TenantFields, now: Int64) throws {
+        // A new tenant (version 0) is not in a status bucket yet; a deleted one takes no event.
+        let counted = row.version > 0
         row.version += 1
         let payload = JSON.object([
             ("type", .string(type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", row.data(fields)),
         ]).serialized()
-        try db.run(
-            "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        try db.run(insertEventSQL,
             [.text(RandomToken.identifier("evt")), .text(type.rawValue), .integer(row.seq), .text(row.domain), .int(row.version),
              .blob(payload), .integer(now)])
         row.lastEventSeq = db.lastInsertRowID
-        try db.run(
-            """
-            UPDATE tenants SET active = ?, version = ?, updated_at = ?, deleted_at = ?, last_event_seq = ? WHERE seq = ?
-            """,
+        let added = try createDeliveries(
+            db, eventSeq: row.lastEventSeq, type: type, tenantSeq: row.seq, domain: row.domain, now: now)
+        // The row with its pending count; its status bucket moves if the count or deleted_at changed it.
+        guard let (pending, failed) = try db.queryOne(updateTenantSQL,
             [.int(row.active ? 1 : 0), .int(row.version), .integer(row.updatedAt), .optional(row.deletedAt),
-             .integer(row.lastEventSeq), .integer(row.seq)])
-        try createDeliveries(db, eventSeq: row.lastEventSeq, type: type, tenantSeq: row.seq, domain: row.domain, now: now)
+             .integer(row.lastEventSeq), .int(added), .integer(row.seq)], map: { ($0.int(0), $0.int(1)) })
+        else { return }
+        try Counters.moveTenant(
+            db, from: counted ? Counters.status(pending: pending - Int64(added), failed: failed) : nil,
+            to: row.deletedAt == nil ? Counters.status(pending: pending, failed: failed) : nil)
     }
 
     /// One pending delivery of the event per subscription that wants its type
     /// (paused ones included). Due now if it heads its (subscription, domain)
     /// line, else it waits, unsent, behind the earlier event (next_attempt_at
     /// null); so does every event for a subscription still catching up
-    /// (`deliver: all`), whose older events are not all queued yet.
+    /// (`deliver: all`), whose older events are not all queued yet. Counts
+    /// them in each subscription's pending_n; gives their number, for the
+    /// caller to count in the tenant's.
+    @discardableResult
     static func createDeliveries(
         _ db: SQLiteConnection, eventSeq: Int64, type: EventType, tenantSeq: Int64?, domain: String?, now: Int64,
         except subscriptionSeq: Int64? = nil
-    ) throws {
-        try db.run(
+    ) throws -> Int {
+        let wanted = "," + type.rawValue + ","
+        let added = try db.run(
             createDeliveriesSQL,
-            [.integer(eventSeq), .optional(tenantSeq), .optional(domain), .integer(now), .text("," + type.rawValue + ","),
-             .optional(subscriptionSeq)])
+            [.integer(eventSeq), .optional(tenantSeq), .optional(domain), .integer(now), .text(wanted), .optional(subscriptionSeq)])
+        // The same subscriptions as the INSERT's (a new event has no delivery yet: one each).
+        if added > 0 {
+            try db.run(countCreatedSQL,
+                [.text(wanted), .optional(subscriptionSeq)])
+        }
+        return added
     }
 
-    static let createDeliveriesSQL = """
+    static let createDeliveriesSQL = SQL("""
         INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
         SELECT s.seq, ?1, ?2, ?3, 0, ?4,
             CASE WHEN s.backfill_next IS NOT NULL AND ?3 IS NOT NULL THEN NULL
                  WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_seq = s.seq AND d.domain = ?3 AND d.state != 1)
                  THEN NULL ELSE ?4 END
         FROM subscriptions s WHERE instr(s.events, ?5) > 0 AND s.seq IS NOT ?6
-        """
+        """)
+    static let countCreatedSQL = SQL("UPDATE subscriptions SET pending_n = pending_n + 1 WHERE instr(events, ?1) > 0 AND seq IS NOT ?2")
+    static let insertEventSQL = SQL(
+        "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    static let updateTenantSQL = SQL("""
+        UPDATE tenants SET active = ?, version = ?, updated_at = ?, deleted_at = ?, last_event_seq = ?, pending_n = pending_n + ?
+        WHERE seq = ? RETURNING pending_n, failed_n
+        """)
 
     /// The admin, plan and attributes as of an event.
     static func fields(_ db: SQLiteConnection, eventSeq: Int64) throws -> TenantFields {

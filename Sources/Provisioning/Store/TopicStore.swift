@@ -151,10 +151,11 @@ package final class TopicStore: Sendable {
     /// The tenant with its deliveries, when its row and data are at hand
     /// (just written): its payload is not read back and parsed again.
     static func tenant(_ db: SQLiteConnection, row: TenantRow, data: JSON) throws -> Tenant {
-        let deliveries = try db.query(
-            "\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq", [.integer(row.seq)], map: delivery)
+        let deliveries = try db.query(tenantDeliveriesSQL, [.integer(row.seq)], map: delivery)
         return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
     }
+
+    static let tenantDeliveriesSQL = SQL("\(deliverySelect) WHERE d.tenant_seq = ? ORDER BY d.event_seq, d.subscription_seq")
 
     /// A delivery with its subscription, event and tenant. `blockedBy`: the
     /// head of its (subscription, domain) line while it waits behind it. While
@@ -239,7 +240,7 @@ package final class TopicStore: Sendable {
             if let last {
                 // The events of live tenants, in order: in each domain only the
                 // first is due, and only if nothing earlier of it is unacknowledged.
-                try db.run(
+                let added = try db.query(
                     """
                     INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
                     SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2,
@@ -250,8 +251,16 @@ package final class TopicStore: Sendable {
                     FROM events e JOIN tenants t ON t.seq = e.tenant_seq
                     WHERE e.seq >= ?3 AND e.seq <= ?4 AND t.deleted_at IS NULL AND instr(?5, ',' || e.type || ',') > 0
                     ORDER BY e.seq
+                    RETURNING tenant_seq
                     """,
-                    [.integer(subscriptionSeq), .integer(now), .integer(next), .integer(last), .text(events)])
+                    [.integer(subscriptionSeq), .integer(now), .integer(next), .integer(last), .text(events)],
+                    map: { $0.optionalInt(0) })
+                if !added.isEmpty {
+                    try db.run("UPDATE subscriptions SET pending_n = pending_n + ? WHERE seq = ?", [.int(added.count), .integer(subscriptionSeq)])
+                    var tenants = Counters.Tenants()
+                    for tenant in added { tenants.add(tenant, pending: 1) }
+                    try tenants.apply(db)
+                }
             }
             if let last, last < until {
                 try db.run("UPDATE subscriptions SET backfill_next = ? WHERE seq = ?", [.integer(last + 1), .integer(subscriptionSeq)])
@@ -304,7 +313,18 @@ package final class TopicStore: Sendable {
         try await writer.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             let id = try db.queryOne("SELECT id FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
+            // Its deliveries leave their tenants' counts (its own go with its row).
+            var tenants = Counters.Tenants()
+            for (tenant, pending, failed) in try db.query(
+                """
+                SELECT tenant_seq, sum(state = 0), sum(state = 2) FROM deliveries
+                WHERE subscription_seq = ? AND state != 1 AND tenant_seq IS NOT NULL GROUP BY tenant_seq
+                """, [.integer(seq)], map: { ($0.int(0), Int($0.int(1)), Int($0.int(2))) })
+            {
+                tenants.add(tenant, pending: -pending, failed: -failed)
+            }
             try db.run("DELETE FROM subscriptions WHERE seq = ?", [.integer(seq)])
+            try tenants.apply(db)
             return id
         }
     }
@@ -324,10 +344,18 @@ package final class TopicStore: Sendable {
                     "SELECT id, down_since IS NOT NULL FROM subscriptions WHERE seq = ?", [.integer(seq)],
                     map: { ($0.text(0), $0.int(1) != 0) })
             else { return nil }
-            let requeued = try db.run(
-                "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2",
-                [.integer(WallClock.nowMillis()), .integer(seq)])
-            return RetryResult(id: id, requeued: requeued, probing: down)
+            let requeued = try db.query(
+                "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2 RETURNING tenant_seq",
+                [.integer(WallClock.nowMillis()), .integer(seq)], map: { $0.optionalInt(0) })
+            if !requeued.isEmpty {
+                try db.run(
+                    "UPDATE subscriptions SET pending_n = pending_n + ?1, failed_n = failed_n - ?1 WHERE seq = ?2",
+                    [.int(requeued.count), .integer(seq)])
+                var tenants = Counters.Tenants()
+                for tenant in requeued { tenants.add(tenant, pending: 1, failed: -1) }
+                try tenants.apply(db)
+            }
+            return RetryResult(id: id, requeued: requeued.count, probing: down)
         }
     }
 
@@ -421,7 +449,7 @@ package final class TopicStore: Sendable {
         }
     }
 
-    /// Live tenants by status, kept by triggers as deliveries change.
+    /// Live tenants by status, kept by the writer as deliveries change (see `Counters`).
     func tenantStats() async throws -> TenantStats {
         try await readers.read { db in
             var stats = TenantStats()
