@@ -9,7 +9,7 @@ final class BreakerTests: XCTestCase {
         var breaker = Breaker()
         for i in 1...4 {
             XCTAssertNil(breaker.failed(policy, isProbe: false, retryAfter: nil, now: Int64(i)))
-            XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: Int64(i)), 32)
+            XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: Int64(i)), 5 - i, "no more at once than would take it down")
         }
         XCTAssertEqual(breaker.failed(policy, isProbe: false, retryAfter: nil, now: 10_000), .wentDown)
         XCTAssertEqual(breaker.downSince, 10_000)
@@ -46,7 +46,7 @@ final class BreakerTests: XCTestCase {
     func testSuccessRecoversAndResetsEverything() {
         var breaker = Breaker(consecutiveFailures: 7, failedProbes: 2, probeNotBefore: 9000, downSince: 1000)
         XCTAssertEqual(breaker.succeeded(policy, now: 31_000), .recovered(downMillis: 30_000))
-        XCTAssertEqual(breaker, Breaker())
+        XCTAssertEqual(breaker, Breaker(answering: true))
         XCTAssertNil(breaker.succeeded(policy, now: 32_000))  // up already: no transition
     }
 
@@ -55,5 +55,20 @@ final class BreakerTests: XCTestCase {
         breaker.probeNow()
         XCTAssert(breaker.isDown(policy))
         XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: 1), 1)
+    }
+
+    /// Slow start: an unknown or failing receiver gets at most `downAfter`
+    /// attempts at once; one that answers gets --max-in-flight.
+    func testSlowStartUntilAnAttemptSucceeds() {
+        var breaker = Breaker()
+        XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: 0), 5, "nothing known yet")
+        XCTAssertEqual(breaker.room(policy, maxInFlight: 3, now: 0), 3, "never more than --max-in-flight")
+        XCTAssertNil(breaker.succeeded(policy, now: 1))
+        XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: 1), 32, "it answers")
+        XCTAssertNil(breaker.failed(policy, isProbe: false, retryAfter: nil, now: 2))
+        XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: 2), 4, "failing again: careful again")
+        XCTAssertNil(breaker.succeeded(policy, now: 3))
+        breaker.probeNow()  // an operator retried, unpaused or re-pointed it
+        XCTAssertEqual(breaker.room(policy, maxInFlight: 32, now: 4), 5, "a new URL is unknown again")
     }
 }

@@ -240,11 +240,12 @@ def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
     sub = hub.subscribe("back", env.url)
     hub.patch(sub["id"], paused=True)
     hub.create_tenants("revive", 20)
-    hub.patch(sub["id"], paused=False)  # 20 attempts at once, 20 refusals in a row: down
-    hub.wait_counts(sub["id"], failed=20)
+    hub.patch(sub["id"], paused=False)  # 5 attempts at once (slow start), 5 refusals in a row: down
+    hub.wait_counts(sub["id"], failed=5)
+    assert hub.subscription(sub["id"])["state"] == "down"
 
     env.start()
-    assert hub.retry(sub["id"]) == {"requeued": 20, "probing": True}
+    assert hub.retry(sub["id"]) == {"requeued": 5, "probing": True}
     # The operator's retry probes now instead of after the breaker's backoff;
     # the first success lets the rest flow. (45 s is below the 60 s the
     # backoff alone would take, and far above what the delivery needs.)
@@ -253,7 +254,7 @@ def test_retry_probes_a_down_subscription_at_once(provisiond, receivers):
 
 
 def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, receivers):
-    # 20 attempts fail together (a receiver restarting). The breaker trips, but
+    # 5 attempts (the slow start) fail together (a receiver restarting). The breaker trips, but
     # its first probe waits one initial backoff (~1 s), not the 150-300 s that
     # counting the whole burst as failed probes would give. (Even if this test
     # stalls and a few probes fail, 1+2+4+8+16 s stays within the 60 s wait.)
@@ -263,7 +264,7 @@ def test_a_burst_of_failures_does_not_push_the_first_probe_out(provisiond, recei
     hub.patch(sub["id"], paused=True)
     hub.create_tenants("burst", 20)
     hub.patch(sub["id"], paused=False)
-    wait_until(lambda: all(d["attempts"] >= 1 for d in hub.deliveries(sub["id"])), what="20 refusals")
+    wait_until(lambda: hub.subscription(sub["id"])["state"] == "down", what="5 refusals at once: down")
 
     env.start()
     counts = hub.wait_counts(sub["id"], timeout=60.0, delivered=20)
@@ -278,9 +279,10 @@ def test_the_first_success_after_an_outage_makes_the_whole_backlog_due(provision
     sub = hub.subscribe("outage", env.url)
     hub.patch(sub["id"], paused=True)
     backlog = hub.create_tenants("outage", 10)
-    hub.patch(sub["id"], paused=False)  # 10 attempts at once, 10 failures in a row: down
-    wait_until(lambda: all(d["attempts"] >= 1 for d in hub.deliveries(sub["id"])), what="10 failed attempts")
-    assert env.count() == 10
+    hub.patch(sub["id"], paused=False)  # 5 attempts at once (the slow start), 5 failures in a row: down
+    wait_until(lambda: hub.subscription(sub["id"])["state"] == "down", what="down")
+    wait_until(lambda: sum(d["attempts"] for d in hub.deliveries(sub["id"])) == 5, what="5 failed attempts")
+    assert env.count() == 5  # each of these now waits 2 minutes of its own
 
     # The receiver is back. A new tenant is due now; the operator's retry
     # probes with it at once, and its success is the first since the outage.
@@ -295,9 +297,9 @@ def test_the_first_success_after_an_outage_makes_the_whole_backlog_due(provision
 
 
 def test_a_down_subscription_stays_down_across_a_restart(provisiond, receivers, tmp_path):
-    # Backoff of 3 s: probes are at least 1.5 s apart. 20 deliveries, each
-    # backed off on its own for at most 3 s: a restart that forgot the breaker
-    # would find them all due and send them at once.
+    # Backoff of 3 s: probes are at least 1.5 s apart. 20 deliveries, 5 of
+    # them backed off on their own for at most 3 s: a restart that forgot the
+    # breaker would find them due and send 5 at once (its slow start).
     args = ["--retry-initial", "3s", "--retry-max", "3s", "--delivery-timeout", "5s"]
     data_dir = str(tmp_path / "breaker")
     hub = provisiond(*args, data_dir=data_dir)
@@ -305,7 +307,7 @@ def test_a_down_subscription_stays_down_across_a_restart(provisiond, receivers, 
     hub.subscribe("dead", dead.url)
     hub.create_tenants("restart", 20)
     wait_until(lambda: "is down" in hub.svc.output(), what="the breaker to open")
-    dead.wait_for_requests(21)  # the first burst of 20 and at least one probe
+    dead.wait_for_requests(6)  # the first 5 (slow start) and at least one probe
     assert hub.stop() == 0
 
     before = dead.count()
@@ -316,3 +318,23 @@ def test_a_down_subscription_stays_down_across_a_restart(provisiond, receivers, 
     assert overlap(after) <= 1, [(round(r.start, 3), round(r.end, 3)) for r in after]
     gaps = [b.start - a.end for a, b in zip(after, after[1:])]
     assert gaps and min(gaps) >= 1.4, [round(g, 3) for g in gaps]
+
+
+def test_a_backlog_to_a_receiver_that_fails_gets_no_burst(provisiond, receivers):
+    # 100 deliveries wait (paused) for a receiver that fails slowly; unpaused,
+    # it gets at most 5 attempts at once (the failures that take it down), not
+    # --max-in-flight's 32, and then single probes.
+    hub = provisiond(*FAST)
+    dead = receivers("dead", Reply(500, delay=0.2))
+    sub = hub.subscribe("dead", dead.url)
+    hub.patch(sub["id"], paused=True)
+    hub.create_tenants("burst", 100)
+    hub.patch(sub["id"], paused=False)
+    wait_until(lambda: hub.subscription(sub["id"])["state"] == "down", what="down")
+    dead.wait_for_requests(8)  # and a few probes
+    assert dead.max_in_flight <= 5, dead.max_in_flight
+    # Once it answers, the backlog flows at the full in-flight limit again.
+    dead.answer(Reply(204, delay=0.05))
+    hub.retry(sub["id"])
+    hub.wait_counts(sub["id"], delivered=100, timeout=60.0)
+    assert dead.max_in_flight > 5, dead.max_in_flight

@@ -12,6 +12,10 @@ struct Breaker: Sendable, Equatable {
     var probeNotBefore: Int64 = 0
     /// When it went down (Unix ms); nil while up.
     var downSince: Int64?
+    /// An attempt succeeded since this process started, or since an operator
+    /// retried, unpaused or re-pointed it. Not stored: after a restart a
+    /// receiver has to show again that it answers before it gets a burst.
+    var answering = false
 
     enum Transition: Equatable {
         case wentDown
@@ -22,16 +26,22 @@ struct Breaker: Sendable, Equatable {
     func isDown(_ policy: RetryPolicy) -> Bool { consecutiveFailures >= policy.downAfter }
 
     /// How many attempts may be in flight now: none while a down
-    /// subscription waits for its next probe, one probe while down, else `maxInFlight`.
+    /// subscription waits for its next probe, one probe while down. While up,
+    /// a slow start: until an attempt succeeds, and while attempts fail, no
+    /// more at once than the failures that would take it down, so a receiver
+    /// that is gone gets `downAfter` attempts before its probes, not a burst
+    /// of `maxInFlight`. Then `maxInFlight`.
     func room(_ policy: RetryPolicy, maxInFlight: Int, now: Int64) -> Int {
-        guard isDown(policy) else { return maxInFlight }
-        return now < probeNotBefore ? 0 : 1
+        if isDown(policy) { return now < probeNotBefore ? 0 : 1 }
+        if !answering || consecutiveFailures > 0 { return min(maxInFlight, policy.downAfter - consecutiveFailures) }
+        return maxInFlight
     }
 
     mutating func succeeded(_ policy: RetryPolicy, now: Int64) -> Transition? {
         let wasDown = isDown(policy)
         let since = downSince
         self = Breaker()
+        answering = true
         return wasDown ? .recovered(downMillis: max(0, now - (since ?? now))) : nil
     }
 
@@ -60,5 +70,8 @@ struct Breaker: Sendable, Equatable {
 
     /// An operator asked to try it now (retry, unpause, new URL): the next
     /// probe need not wait for its backoff. It stays down until one succeeds.
-    mutating func probeNow() { probeNotBefore = 0 }
+    mutating func probeNow() {
+        probeNotBefore = 0
+        answering = false
+    }
 }
