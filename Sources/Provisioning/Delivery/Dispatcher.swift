@@ -45,7 +45,8 @@ final class Dispatcher: @unchecked Sendable {
         let operational: [OperationalEvent]
         let backlogDueNow: [Int64]
         let keys: [(subscription: Int64, delivery: Int64)]
-        let notBefore: Int64
+        /// Not written again before this time (Unix ms).
+        var notBefore: Int64
     }
 
     /// What other threads hand the dispatcher thread.
@@ -304,7 +305,7 @@ final class Dispatcher: @unchecked Sendable {
     private func record(_ batch: Unrecorded) {
         queue.record(
             batch.outcomes, breakers: batch.breakers, operational: batch.operational, backlogDueNow: batch.backlogDueNow,
-            now: batch.notBefore
+            now: WallClock.nowMillis()
         ) { [self] result in
             switch result {
             case .success:
@@ -314,9 +315,8 @@ final class Dispatcher: @unchecked Sendable {
                 // Kept and written again in a second: the deliveries stay busy meanwhile,
                 // so nothing is resent before its outcome is on record.
                 logger.error("could not record \(batch.keys.count) delivery outcomes yet, writing them again in 1s: \(error)")
-                let again = Unrecorded(
-                    outcomes: batch.outcomes, breakers: batch.breakers, operational: batch.operational,
-                    backlogDueNow: batch.backlogDueNow, keys: batch.keys, notBefore: WallClock.nowMillis() + 1000)
+                var again = batch
+                again.notBefore = WallClock.nowMillis() + 1000
                 inbox.withLock { $0.unrecorded.append(again) }
             }
             curl.wakeup()
@@ -325,8 +325,8 @@ final class Dispatcher: @unchecked Sendable {
 
     private func retryRecording(_ failed: [Unrecorded], now: Int64) {
         unrecorded += failed
-        guard unrecorded.contains(where: { $0.notBefore <= now }) else { return }
         let due = unrecorded.filter { $0.notBefore <= now }
+        guard !due.isEmpty else { return }
         unrecorded.removeAll { $0.notBefore <= now }
         for batch in due { record(batch) }
     }

@@ -442,13 +442,6 @@ package final class TopicStore: Sendable {
             lastStatus: row.optionalInt(14).map(Int.init), lastError: row.optionalText(15), oldestPendingAt: row.optionalInt(16))
     }
 
-    /// Pending deliveries per subscription name, for the backlog metric.
-    func backlog() async throws -> [(String, Int)] {
-        try await readers.read { db in
-            try db.query("SELECT name, pending_n FROM subscriptions ORDER BY seq", map: { ($0.text(0), Int($0.int(1))) })
-        }
-    }
-
     /// Live tenants by status, kept by the writer as deliveries change (see `Counters`).
     func tenantStats() async throws -> TenantStats {
         try await readers.read { db in
