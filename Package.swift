@@ -27,6 +27,12 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        // libpq, for the PostgreSQL store (several instances on one database).
+        .systemLibrary(
+            name: "CPostgreSQL",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
         // epoll and eventfd, which Glibc does not export.
         .systemLibrary(name: "CLinux"),
         // What the server, the store and the dispatcher all use: the JSON value and a lock.
@@ -38,7 +44,7 @@ let package = Package(
         .target(
             name: "Provisioning",
             dependencies: [
-                "Essentials", "HTTPServer", "CSQLite", "CCurl",
+                "Essentials", "HTTPServer", "CSQLite", "CPostgreSQL", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -182,7 +182,7 @@ struct Serve: AsyncParsableCommand {
         let shownHost = config.host.contains(":") ? "[\(config.host)]" : config.host
         logger.info("listening on http://\(shownHost):\(port)", metadata: [
             "version": "\(ProvisiondVersion.current)",
-            "store": "sqlite \(service.store.path)",
+            "store": "\(service.store.description)",
             "backlog": .stringConvertible(backlog),
         ])
 

@@ -129,7 +129,7 @@ final class GroupCommitTests: XCTestCase {
         XCTAssertEqual(domains, ["a.example.com", "c.example.com"])
 
         // The writer is healthy afterwards: no savepoint or transaction left open.
-        let inTransaction = try await writer.write { db in sqlite3_get_autocommit(db.handle) == 0 }
+        let inTransaction = try await writer.write { db in sqlite3_get_autocommit((db as! SQLiteConnection).handle) == 0 }
         XCTAssertTrue(inTransaction, "jobs run inside the group transaction")
         _ = try await store.publishNew(try tenantRequest("after.example.com"))
         let tenantCount = try await store.tenantCount()
@@ -148,8 +148,8 @@ final class GroupCommitTests: XCTestCase {
         let b = writer.enqueue { db -> Int64 in
             _ = try Self.insertTenant(db, "b.example.com")
             // A progress handler that asks to stop makes the statement fail with SQLITE_INTERRUPT.
-            sqlite3_progress_handler(db.handle, 1, { _ in 1 }, nil)
-            defer { sqlite3_progress_handler(db.handle, 0, nil, nil) }
+            sqlite3_progress_handler((db as! SQLiteConnection).handle, 1, { _ in 1 }, nil)
+            defer { sqlite3_progress_handler((db as! SQLiteConnection).handle, 0, nil, nil) }
             return try Self.insertTenant(db, "b2.example.com")
         }
         let c = writer.enqueue { db in try Self.insertTenant(db, "c.example.com") }
@@ -211,7 +211,7 @@ final class GroupCommitTests: XCTestCase {
     }
 
     /// A minimal tenant row; returns its seq.
-    static func insertTenant(_ db: SQLiteConnection, _ domain: String) throws -> Int64 {
+    static func insertTenant(_ db: any SQLDatabase, _ domain: String) throws -> Int64 {
         try insertTenantRow(db, id: "ten_" + domain, domain: domain, eventId: "evt_" + domain, payload: Array("{}".utf8))
     }
 }

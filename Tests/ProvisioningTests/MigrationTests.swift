@@ -4,7 +4,7 @@ import XCTest
 @testable import Provisioning
 
 final class MigrationTests: XCTestCase {
-    private static func userVersion(_ db: SQLiteConnection) throws -> Int {
+    private static func userVersion(_ db: any SQLDatabase) throws -> Int {
         Int(try db.queryOne("PRAGMA user_version") { $0.int(0) } ?? -1)
     }
 
@@ -16,7 +16,7 @@ final class MigrationTests: XCTestCase {
         Set(try db.query("SELECT name FROM sqlite_schema WHERE type = 'index'") { $0.text(0) })
     }
 
-    private static func columnNames(_ db: SQLiteConnection, table: String) throws -> Set<String> {
+    private static func columnNames(_ db: any SQLDatabase, table: String) throws -> Set<String> {
         Set(try db.query("SELECT name FROM pragma_table_info(?)", [.text(table)]) { $0.text(0) })
     }
 

@@ -77,7 +77,7 @@ extension TopicStore {
 
     /// Runs `sql` on the writer connection, committed like any other job.
     @discardableResult
-    func execute(_ sql: String, _ bindings: [SQLiteValue] = []) async throws -> Int {
+    func execute(_ sql: String, _ bindings: [SQLValue] = []) async throws -> Int {
         try await writer.write { db in try db.run(sql, bindings) }
     }
 
@@ -86,7 +86,7 @@ extension TopicStore {
     /// rather than through the write paths that keep the counts.
     func recountDeliveries() async throws {
         try await writer.write { db in
-            try db.execute(
+            try (db as! SQLiteConnection).execute(
                 """
                 UPDATE subscriptions SET
                     pending_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 0),
@@ -103,7 +103,7 @@ extension TopicStore {
     }
 
     /// Reads one integer with a reader connection.
-    func integer(_ sql: String, _ bindings: [SQLiteValue] = []) async throws -> Int64? {
+    func integer(_ sql: String, _ bindings: [SQLValue] = []) async throws -> Int64? {
         try await readers.read { db in try db.queryOne(sql, bindings) { $0.optionalInt(0) } ?? nil }
     }
 
@@ -201,7 +201,7 @@ final class Flag: @unchecked Sendable {
 
 extension StoreWriter {
     /// Queues a job now, in call order (unlike concurrent tasks); await its result later.
-    func enqueue<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) -> PendingWrite<T> {
+    func enqueue<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T) -> PendingWrite<T> {
         let pending = PendingWrite<T>()
         write(body, completion: { pending.complete($0) })
         return pending
@@ -236,17 +236,21 @@ extension StoreWriter {
 /// A tenant with its creation event, straight into the tables (fast
 /// fixtures; no deliveries); returns the tenant's seq.
 @discardableResult
-func insertTenantRow(_ db: SQLiteConnection, id: String, domain: String, eventId: String, payload: [UInt8]) throws -> Int64 {
-    try db.run(
-        "INSERT INTO events (id, type, domain, version, payload, created_at) VALUES (?, 'tenant.created', ?, 1, ?, 0)",
-        [.text(eventId), .text(domain), .blob(payload)])
-    let eventSeq = db.lastInsertRowID
-    try db.run(
-        "INSERT INTO tenants (id, domain, request, last_event_seq, created_at, updated_at) VALUES (?, ?, '{}', ?, 0, 0)",
-        [.text(id), .text(domain), .integer(eventSeq)])
-    let seq = db.lastInsertRowID
+func insertTenantRow(_ db: any SQLDatabase, id: String, domain: String, eventId: String, payload: [UInt8]) throws -> Int64 {
+    let eventSeq = try db.queryOne(
+        "INSERT INTO events (id, type, domain, version, payload, created_at) VALUES (?, 'tenant.created', ?, 1, ?, 0) RETURNING seq",
+        [.text(eventId), .text(domain), .blob(payload)], map: { $0.int(0) })!
+    let seq = try db.queryOne(
+        "INSERT INTO tenants (id, domain, request, last_event_seq, created_at, updated_at) VALUES (?, ?, '{}', ?, 0, 0) RETURNING seq",
+        [.text(id), .text(domain), .integer(eventSeq)], map: { $0.int(0) })!
     try db.run("UPDATE events SET tenant_seq = ? WHERE seq = ?", [.integer(seq), .integer(eventSeq)])
     // Counted like a published tenant with no deliveries (see `Counters`).
     try Counters.moveTenant(db, from: nil, to: .provisioned)
     return seq
+}
+
+/// The SQLite store's own parts, for tests of group commit and of SQLite itself.
+extension TopicStore {
+    var writer: StoreWriter { (engine as! SQLiteEngine).writer }
+    var readers: ReaderPool { (engine as! SQLiteEngine).readers }
 }

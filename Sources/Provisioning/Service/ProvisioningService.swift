@@ -79,7 +79,7 @@ package final class ProvisioningService: Sendable {
 
     /// Starts serving; returns the bound port.
     package func start() throws -> Int {
-        metrics.setTenantsTotal((try? store.readers.readNow(TopicStore.countTenants)) ?? 0)
+        metrics.setTenantsTotal((try? store.engine.readNow(TopicStore.countTenants)) ?? 0)
         backfill.request()  // resume an interrupted catch-up
         // Deliveries pending before a restart resume on their schedule;
         // those that were in flight when the process died are due at once.

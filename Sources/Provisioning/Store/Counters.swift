@@ -12,7 +12,7 @@ enum Counters {
     }
 
     /// Moves one live tenant from one status to another (nil: not counted, i.e. new or deleted).
-    static func moveTenant(_ db: SQLiteConnection, from old: TenantStatus?, to new: TenantStatus?) throws {
+    static func moveTenant(_ db: any SQLDatabase, from old: TenantStatus?, to new: TenantStatus?) throws {
         guard old != new else { return }
         if let old { try db.run(statsSQL, [.int(-1), .text(old.rawValue)]) }
         if let new { try db.run(statsSQL, [.int(1), .text(new.rawValue)]) }
@@ -34,7 +34,7 @@ enum Counters {
             changes[tenant] = (current.pending + pending, current.failed + failed)
         }
 
-        func apply(_ db: SQLiteConnection) throws {
+        func apply(_ db: any SQLDatabase) throws {
             var buckets: [TenantStatus: Int] = [:]
             for (tenant, change) in changes.sorted(by: { $0.key < $1.key }) where change != (0, 0) {
                 guard let (pending, failed, live) = try db.queryOne(Counters.tenantSQL,

@@ -3,23 +3,21 @@ import Foundation
 
 extension TopicStore {
     /// The dispatcher's queue on this store (see `DeliveryQueue`).
-    func makeDeliveryQueue() -> SQLiteDeliveryQueue { SQLiteDeliveryQueue(path: path, writer: writer) }
+    func makeDeliveryQueue() -> any DeliveryQueue { SQLiteDeliveryQueue(engine: engine as! SQLiteEngine) }
 }
 
 /// The dispatcher's queue kept in SQLite: it reads on a read-only connection
 /// of its own and writes outcomes through the store's group-committing writer.
 final class SQLiteDeliveryQueue: DeliveryQueue {
-    private let path: String
-    private let writer: StoreWriter
+    private let engine: SQLiteEngine
     /// Opened by `open`, then used by the dispatcher's thread alone until `close`.
     private var reader: SQLiteConnection?
 
-    init(path: String, writer: StoreWriter) {
-        self.path = path
-        self.writer = writer
+    init(engine: SQLiteEngine) {
+        self.engine = engine
     }
 
-    func open() throws { reader = try ReaderPool.openReadOnly(path: path) }
+    func open() throws { reader = try ReaderPool.openReadOnly(path: engine.path) }
 
     func close() { reader = nil }
 
@@ -89,7 +87,7 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
     /// long as --retry-max.
     func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], operational: [OperationalEvent],
                 backlogDueNow: [Int64], now: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void) {
-        writer.write({ db in
+        engine.write({ db in
             // State changes, added up per subscription and per tenant (see `Counters`).
             var moved: [Int64: (delivered: Int, failed: Int)] = [:]
             var tenants = Counters.Tenants()
@@ -161,7 +159,7 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
         "INSERT INTO attempts (delivery_seq, at, duration_ms, status, error, response) VALUES (?, ?, ?, ?, ?, ?)")
 
     /// Records one attempt and keeps the delivery's last 10.
-    static func keepAttempt(_ db: SQLiteConnection, _ outcome: AttemptOutcome) throws {
+    static func keepAttempt(_ db: any SQLDatabase, _ outcome: AttemptOutcome) throws {
         try db.run(insertAttemptSQL,
             [.integer(outcome.delivery.seq), .integer(outcome.attemptedAt), .integer(outcome.durationMs),
              .optional(outcome.status.map(Int64.init)), .optional(outcome.error),
@@ -186,7 +184,7 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
 
     /// An operational event: stored, then delivered to every subscription
     /// that lists its type except the one it is about.
-    static func publish(_ db: SQLiteConnection, _ event: OperationalEvent, now: Int64) throws {
+    static func publish(_ db: any SQLDatabase, _ event: OperationalEvent, now: Int64) throws {
         var data = event.data
         if event.withBacklog {
             let backlog = try db.queryOne(
@@ -197,10 +195,10 @@ final class SQLiteDeliveryQueue: DeliveryQueue {
         let payload = JSON.object([
             ("type", .string(event.type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", .object(data)),
         ]).serialized()
-        try db.run(
-            "INSERT INTO events (id, type, payload, created_at) VALUES (?, ?, ?, ?)",
-            [.text(RandomToken.identifier("evt")), .text(event.type.rawValue), .blob(payload), .integer(now)])
+        let eventSeq = try db.queryOne(
+            "INSERT INTO events (id, type, payload, created_at) VALUES (?, ?, ?, ?) RETURNING seq",
+            [.text(RandomToken.identifier("evt")), .text(event.type.rawValue), .blob(payload), .integer(now)], map: { $0.int(0) })!
         try TopicStore.createDeliveries(
-            db, eventSeq: db.lastInsertRowID, type: event.type, tenantSeq: nil, domain: nil, now: now, except: event.subscriptionSeq)
+            db, eventSeq: eventSeq, type: event.type, tenantSeq: nil, domain: nil, now: now, except: event.subscriptionSeq)
     }
 }

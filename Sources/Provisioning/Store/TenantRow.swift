@@ -15,7 +15,7 @@ struct TenantRow: Sendable {
 
     static let columns = "seq, id, domain, active, version, created_at, updated_at, deleted_at, last_event_seq"
 
-    init(_ row: SQLiteRow) {
+    init(_ row: SQLRow) {
         seq = row.int(0)
         id = row.text(1)
         domain = row.text(2)

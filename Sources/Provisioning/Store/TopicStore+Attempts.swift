@@ -7,7 +7,7 @@ extension TopicStore {
 
     /// The last 10 attempts of one delivery, newest first.
     func attempts(subscriptionId key: String, eventId: String) async throws -> AttemptsResult {
-        try await readers.read { db in
+        try await engine.read { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return .noSubscription }
             guard let delivery = try db.queryOne(
                 "SELECT d.seq FROM deliveries d JOIN events e ON e.seq = d.event_seq WHERE d.subscription_seq = ? AND e.id = ?",

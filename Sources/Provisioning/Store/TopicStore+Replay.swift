@@ -4,7 +4,7 @@ extension TopicStore {
     /// becomes pending with a fresh round of attempts, waiting behind the
     /// earlier ones of its domain. Nil if the subscription does not exist.
     func replay(subscriptionId key: String, since: Int64) async throws -> Int? {
-        try await writer.write { db in
+        try await engine.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key),
                   let events = try db.queryOne("SELECT events FROM subscriptions WHERE seq = ?", [.integer(seq)], map: { $0.text(0) })
             else { return nil }
@@ -49,7 +49,7 @@ extension TopicStore {
     /// Every waiting delivery of the subscription that now heads its line
     /// (or has no line: an operational event) becomes due. One pass over its
     /// waiting deliveries: for operator actions and the end of a catch-up.
-    static func releaseHeads(_ db: SQLiteConnection, subscription: Int64, now: Int64) throws {
+    static func releaseHeads(_ db: any SQLDatabase, subscription: Int64, now: Int64) throws {
         try db.run(
             """
             UPDATE deliveries SET next_attempt_at = ?1

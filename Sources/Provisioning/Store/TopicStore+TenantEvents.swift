@@ -12,7 +12,7 @@ extension TopicStore {
 
     /// Applies a change and publishes its event, in one transaction.
     func change(tenantId: String, _ change: TenantChange) async throws -> ChangeResult {
-        try await writer.write { db in
+        try await engine.write { db in
             guard var row = try db.queryOne(
                 "SELECT \(TenantRow.columns) FROM tenants WHERE id = ?", [.text(tenantId)], map: TenantRow.init)
             else { return .notFound }
@@ -44,17 +44,16 @@ extension TopicStore {
 
     /// Inside a write: stores the tenant's next event (version + 1), its row
     /// as of that event, and one delivery per subscription that wants the type.
-    static func appendEvent(_ db: SQLiteConnection, tenant row: inout TenantRow, type: EventType, fields: TenantFields, now: Int64) throws {
+    static func appendEvent(_ db: any SQLDatabase, tenant row: inout TenantRow, type: EventType, fields: TenantFields, now: Int64) throws {
         // A new tenant (version 0) is not in a status bucket yet; a deleted one takes no event.
         let counted = row.version > 0
         row.version += 1
         let payload = JSON.object([
             ("type", .string(type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", row.data(fields)),
         ]).serialized()
-        try db.run(insertEventSQL,
+        row.lastEventSeq = try db.queryOne(insertEventSQL,
             [.text(RandomToken.identifier("evt")), .text(type.rawValue), .integer(row.seq), .text(row.domain), .int(row.version),
-             .blob(payload), .integer(now)])
-        row.lastEventSeq = db.lastInsertRowID
+             .blob(payload), .integer(now)], map: { $0.int(0) })!
         let added = try createDeliveries(
             db, eventSeq: row.lastEventSeq, type: type, tenantSeq: row.seq, domain: row.domain, now: now)
         // The row with its pending count; its status bucket moves if the count or deleted_at changed it.
@@ -76,7 +75,7 @@ extension TopicStore {
     /// caller to count in the tenant's.
     @discardableResult
     static func createDeliveries(
-        _ db: SQLiteConnection, eventSeq: Int64, type: EventType, tenantSeq: Int64?, domain: String?, now: Int64,
+        _ db: any SQLDatabase, eventSeq: Int64, type: EventType, tenantSeq: Int64?, domain: String?, now: Int64,
         except subscriptionSeq: Int64? = nil
     ) throws -> Int {
         let wanted = "," + type.rawValue + ","
@@ -101,21 +100,21 @@ extension TopicStore {
         """)
     static let countCreatedSQL = SQL("UPDATE subscriptions SET pending_n = pending_n + 1 WHERE instr(events, ?1) > 0 AND seq IS NOT ?2")
     static let insertEventSQL = SQL(
-        "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
     static let updateTenantSQL = SQL("""
         UPDATE tenants SET active = ?, version = ?, updated_at = ?, deleted_at = ?, last_event_seq = ?, pending_n = pending_n + ?
         WHERE seq = ? RETURNING pending_n, failed_n
         """)
 
     /// The admin, plan and attributes as of an event.
-    static func fields(_ db: SQLiteConnection, eventSeq: Int64) throws -> TenantFields {
+    static func fields(_ db: any SQLDatabase, eventSeq: Int64) throws -> TenantFields {
         let payload = try db.queryOne("SELECT payload FROM events WHERE seq = ?", [.integer(eventSeq)]) { $0.blob(0) } ?? []
         return TenantFields(data: (try? JSON.parse(payload))?["data"] ?? .null)
     }
 
     /// A tenant's events, oldest first; nil if the tenant does not exist.
     func events(tenantId: String, limit: Int, after: String?) async throws -> Page<TenantEvent>? {
-        try await readers.read { db in
+        try await engine.read { db in
             guard let tenantSeq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(tenantId)], map: { $0.int(0) }) else {
                 return nil
             }

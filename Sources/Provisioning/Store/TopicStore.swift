@@ -1,22 +1,27 @@
 import Essentials
 import Foundation
 
-/// The durable topic on SQLite: tenants (each with its published event),
-/// subscriptions, and one delivery per event per subscription. All writes go
-/// through the group-committing writer; reads use their own connections.
+/// The durable topic: tenants (each with its events), subscriptions, and one
+/// delivery per event per subscription that wants it. The same code runs on
+/// SQLite and on PostgreSQL: it sees only its `StoreEngine`.
 package final class TopicStore: Sendable {
-    package let path: String
-    let writer: StoreWriter
-    let readers: ReaderPool
+    let engine: any StoreEngine
 
     static let fileName = "provisiond.sqlite3"
 
-    init(directory: String) throws {
-        path = (directory as NSString).appendingPathComponent(TopicStore.fileName)
+    /// The SQLite store in `directory`.
+    convenience init(directory: String) throws {
+        let path = (directory as NSString).appendingPathComponent(TopicStore.fileName)
         try TopicStore.keepPrivate(path)
-        writer = try StoreWriter(path: path)
-        readers = ReaderPool(path: path)
+        self.init(engine: try SQLiteEngine(path: path))
     }
+
+    init(engine: any StoreEngine) {
+        self.engine = engine
+    }
+
+    /// For the start line: which store, and where.
+    package var description: String { engine.description }
 
     /// The database holds the subscriptions' secrets: owner-only, like the
     /// token file. SQLite gives its -wal and -shm files the database file's
@@ -28,14 +33,14 @@ package final class TopicStore: Sendable {
         for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o600) }
     }
 
-    /// Commits what is queued and closes the writer.
-    func close() { writer.close() }
+    /// Commits what is queued and closes the store's connections.
+    func close() { engine.close() }
 
     /// Groups committed so far (group commit shows as fewer commits than writes).
-    var commitCount: Int { writer.commits }
+    var commitCount: Int { engine.commits }
 
     func isUsable() async -> Bool {
-        (try? await readers.read { db in try db.queryOne("SELECT count(*) FROM subscriptions") { $0.int(0) } }) != nil
+        (try? await engine.read { db in try db.queryOne("SELECT count(*) FROM subscriptions") { $0.int(0) } }) != nil
     }
 
     // MARK: Tenants
@@ -50,7 +55,7 @@ package final class TopicStore: Sendable {
     /// subscription that wants it (paused ones included), in one transaction;
     /// returns after the commit. A deleted tenant's domain is free again.
     func publish(_ request: TenantRequest) async throws -> PublishResult {
-        try await writer.write { db in
+        try await engine.write { db in
             if let (seq, id, canonical) = try db.queryOne(
                 "SELECT seq, id, request FROM tenants WHERE domain = ? AND deleted_at IS NULL", [.text(request.domain)],
                 map: { ($0.int(0), $0.text(1), $0.text(2)) })
@@ -60,13 +65,13 @@ package final class TopicStore: Sendable {
             }
             let now = WallClock.nowMillis()
             let id = RandomToken.identifier("ten")
-            try db.run(
+            let seq = try db.queryOne(
                 """
                 INSERT INTO tenants (id, domain, request, active, version, last_event_seq, created_at, updated_at)
-                VALUES (?, ?, ?, 1, 0, 0, ?, ?)
+                VALUES (?, ?, ?, 1, 0, 0, ?, ?) RETURNING seq
                 """,
-                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)])
-            var row = TenantRow(seq: db.lastInsertRowID, id: id, domain: request.domain, createdAt: now)
+                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)], map: { $0.int(0) })!
+            var row = TenantRow(seq: seq, id: id, domain: request.domain, createdAt: now)
             let fields = TenantFields(admin: request.admin, plan: request.plan, attributes: request.attributes)
             try TopicStore.appendEvent(db, tenant: &row, type: .tenantCreated, fields: fields, now: now)
             return .created(try TopicStore.tenant(db, row: row, data: row.data(fields)))
@@ -74,7 +79,7 @@ package final class TopicStore: Sendable {
     }
 
     func tenant(id: String) async throws -> Tenant? {
-        try await readers.read { db in
+        try await engine.read { db in
             guard let seq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(id)], map: { $0.int(0) }) else { return nil }
             return try TopicStore.loadTenant(db, seq: seq)
         }
@@ -103,7 +108,7 @@ package final class TopicStore: Sendable {
     func tenants<Collector: PageCollector>(
         _ filter: TenantFilter, into page: Collector
     ) async throws -> (Collector, next: String?) where Collector.Item == Tenant {
-        try await readers.read { db in
+        try await engine.read { db in
             var afterSeq: Int64 = 0
             if let after = filter.after {
                 guard let seq = try db.queryOne("SELECT seq FROM tenants WHERE id = ?", [.text(after)], map: { $0.int(0) }) else {
@@ -112,7 +117,7 @@ package final class TopicStore: Sendable {
                 afterSeq = seq
             }
             var sql = "SELECT seq FROM tenants t WHERE seq > ? AND deleted_at IS \(filter.deleted ? "NOT NULL" : "NULL")"
-            var bindings: [SQLiteValue] = [.integer(afterSeq)]
+            var bindings: [SQLValue] = [.integer(afterSeq)]
             if let domain = filter.domain {
                 sql += " AND domain = ?"
                 // The same ASCII-only lowercasing as the stored domains.
@@ -141,7 +146,7 @@ package final class TopicStore: Sendable {
         }
     }
 
-    static func loadTenant(_ db: SQLiteConnection, seq: Int64) throws -> Tenant? {
+    static func loadTenant(_ db: any SQLDatabase, seq: Int64) throws -> Tenant? {
         guard let row = try db.queryOne(
             "SELECT \(TenantRow.columns) FROM tenants WHERE seq = ?", [.integer(seq)], map: TenantRow.init)
         else { return nil }
@@ -150,7 +155,7 @@ package final class TopicStore: Sendable {
 
     /// The tenant with its deliveries, when its row and data are at hand
     /// (just written): its payload is not read back and parsed again.
-    static func tenant(_ db: SQLiteConnection, row: TenantRow, data: JSON) throws -> Tenant {
+    static func tenant(_ db: any SQLDatabase, row: TenantRow, data: JSON) throws -> Tenant {
         let deliveries = try db.query(tenantDeliveriesSQL, [.integer(row.seq)], map: delivery)
         return Tenant(id: row.id, data: data, deletedAt: row.deletedAt, deliveries: deliveries)
     }
@@ -178,7 +183,7 @@ package final class TopicStore: Sendable {
         LEFT JOIN tenants t ON t.seq = d.tenant_seq
         """
 
-    static func delivery(_ row: SQLiteRow) -> Delivery {
+    static func delivery(_ row: SQLRow) -> Delivery {
         let state = DeliveryState(rawValue: Int(row.int(6))) ?? .pending
         return Delivery(
             subscriptionId: row.text(0), subscriptionName: row.text(1), tenantId: row.optionalText(2), domain: row.optionalText(3),
@@ -189,10 +194,10 @@ package final class TopicStore: Sendable {
     }
 
     func tenantCount() async throws -> Int {
-        try await readers.read(TopicStore.countTenants)
+        try await engine.read(TopicStore.countTenants)
     }
 
-    static func countTenants(_ db: SQLiteConnection) throws -> Int {
+    static func countTenants(_ db: any SQLDatabase) throws -> Int {
         Int(try db.queryOne("SELECT count(*) FROM tenants") { $0.int(0) } ?? 0)
     }
 
@@ -204,7 +209,7 @@ package final class TopicStore: Sendable {
     }
 
     func createSubscription(_ request: SubscriptionRequest) async throws -> CreateSubscriptionResult {
-        try await writer.write { db in
+        try await engine.write { db in
             if try db.queryOne("SELECT 1 FROM subscriptions WHERE name = ?", [.text(request.name)], map: { _ in true }) != nil {
                 return .nameTaken
             }
@@ -212,15 +217,15 @@ package final class TopicStore: Sendable {
             let secret = request.secret ?? SubscriptionRules.generateSecret()
             let lastEvent = try db.queryOne("SELECT max(seq) FROM events") { $0.optionalInt(0) } ?? nil
             let backfill = request.deliverAll && lastEvent != nil
-            try db.run(
+            let seq = try db.queryOne(
                 """
                 INSERT INTO subscriptions (id, name, url, secret, deliver, paused, created_at, backfill_next, backfill_until, events)
-                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING seq
                 """,
                 [.text(id), .text(request.name), .text(request.url), .text(secret), .text(request.deliverAll ? "all" : "new"),
                  .integer(WallClock.nowMillis()), backfill ? .integer(1) : .null, backfill ? .optional(lastEvent) : .null,
-                 .text(EventType.stored(request.events))])
-            return .created(try TopicStore.loadSubscription(db, seq: db.lastInsertRowID)!, secret: secret)
+                 .text(EventType.stored(request.events))], map: { $0.int(0) })!
+            return .created(try TopicStore.loadSubscription(db, seq: seq)!, secret: secret)
         }
     }
 
@@ -228,7 +233,7 @@ package final class TopicStore: Sendable {
     /// subscription; true while more remain. Batches keep the writer's
     /// transactions short however many tenants exist.
     func backfillStep(batchSize: Int = 2000) async throws -> Bool {
-        try await writer.write { db in
+        try await engine.write { db in
             guard let (subscriptionSeq, next, until, events) = try db.queryOne(
                 "SELECT seq, backfill_next, backfill_until, events FROM subscriptions WHERE backfill_next IS NOT NULL LIMIT 1",
                 map: { ($0.int(0), $0.int(1), $0.int(2), $0.text(3)) })
@@ -275,25 +280,25 @@ package final class TopicStore: Sendable {
     }
 
     func subscriptions() async throws -> [Subscription] {
-        try await readers.read { db in
+        try await engine.read { db in
             try db.query("\(TopicStore.subscriptionSelect) ORDER BY seq", map: TopicStore.subscription)
         }
     }
 
     /// `key`: a subscription's id or its name (an id wins where both match).
     func subscription(id key: String) async throws -> Subscription? {
-        try await readers.read { db in try TopicStore.loadSubscription(db, key: key) }
+        try await engine.read { db in try TopicStore.loadSubscription(db, key: key) }
     }
 
     func secret(subscriptionId key: String) async throws -> String? {
-        try await readers.read { db in
+        try await engine.read { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             return try db.queryOne("SELECT secret FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
         }
     }
 
     func updateSubscription(id key: String, _ patch: SubscriptionPatch) async throws -> Subscription? {
-        try await writer.write { db in
+        try await engine.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             if let url = patch.url {
                 try db.run("UPDATE subscriptions SET url = ? WHERE seq = ?", [.text(url), .integer(seq)])
@@ -310,7 +315,7 @@ package final class TopicStore: Sendable {
 
     /// Deletes the subscription and, by cascade, all its deliveries; its id, or nil if there was none.
     func deleteSubscription(id key: String) async throws -> String? {
-        try await writer.write { db in
+        try await engine.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             let id = try db.queryOne("SELECT id FROM subscriptions WHERE seq = ?", [.integer(seq)]) { $0.text(0) }
             // Its deliveries leave their tenants' counts (its own go with its row).
@@ -338,7 +343,7 @@ package final class TopicStore: Sendable {
 
     /// Failed deliveries become pending and due now, with a fresh round of attempts.
     func retryFailed(subscriptionId key: String) async throws -> RetryResult? {
-        try await writer.write { db in
+        try await engine.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key),
                   let (id, down) = try db.queryOne(
                     "SELECT id, down_since IS NOT NULL FROM subscriptions WHERE seq = ?", [.integer(seq)],
@@ -360,7 +365,7 @@ package final class TopicStore: Sendable {
     }
 
     /// A subscription's seq by its id, else by its name.
-    static func subscriptionSeq(_ db: SQLiteConnection, key: String) throws -> Int64? {
+    static func subscriptionSeq(_ db: any SQLDatabase, key: String) throws -> Int64? {
         if let seq = try db.queryOne("SELECT seq FROM subscriptions WHERE id = ?", [.text(key)], map: { $0.int(0) }) { return seq }
         return try db.queryOne("SELECT seq FROM subscriptions WHERE name = ?", [.text(key)], map: { $0.int(0) })
     }
@@ -383,7 +388,7 @@ package final class TopicStore: Sendable {
     func deliveries<Collector: PageCollector>(
         subscriptionId: String, _ filter: DeliveryFilter, into page: Collector
     ) async throws -> (Collector, next: String?)? where Collector.Item == Delivery {
-        try await readers.read { db in
+        try await engine.read { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: subscriptionId) else { return nil }
             var afterSeq: Int64 = 0
             if let after = filter.after {
@@ -394,7 +399,7 @@ package final class TopicStore: Sendable {
                 afterSeq = eventSeq
             }
             var sql = "\(TopicStore.deliverySelect) WHERE d.subscription_seq = ? AND d.event_seq > ?"
-            var bindings: [SQLiteValue] = [.integer(seq), .integer(afterSeq)]
+            var bindings: [SQLValue] = [.integer(seq), .integer(afterSeq)]
             if let state = filter.state {
                 sql += " AND d.state = ?"
                 bindings.append(.int(state.rawValue))
@@ -413,12 +418,12 @@ package final class TopicStore: Sendable {
         }
     }
 
-    static func loadSubscription(_ db: SQLiteConnection, key: String) throws -> Subscription? {
+    static func loadSubscription(_ db: any SQLDatabase, key: String) throws -> Subscription? {
         guard let seq = try subscriptionSeq(db, key: key) else { return nil }
         return try loadSubscription(db, seq: seq)
     }
 
-    static func loadSubscription(_ db: SQLiteConnection, seq: Int64) throws -> Subscription? {
+    static func loadSubscription(_ db: any SQLDatabase, seq: Int64) throws -> Subscription? {
         try db.queryOne("\(subscriptionSelect) WHERE seq = ?", [.integer(seq)], map: subscription)
     }
 
@@ -433,7 +438,7 @@ package final class TopicStore: Sendable {
         FROM subscriptions
         """
 
-    static func subscription(_ row: SQLiteRow) -> Subscription {
+    static func subscription(_ row: SQLRow) -> Subscription {
         Subscription(
             seq: row.int(0), id: row.text(1), name: row.text(2), url: row.text(3), deliver: row.text(4),
             paused: row.int(5) != 0, createdAt: row.int(6), events: EventType.parseStored(row.text(7)),
@@ -444,7 +449,7 @@ package final class TopicStore: Sendable {
 
     /// Live tenants by status, kept by the writer as deliveries change (see `Counters`).
     func tenantStats() async throws -> TenantStats {
-        try await readers.read { db in
+        try await engine.read { db in
             var stats = TenantStats()
             for (status, n) in try db.query("SELECT status, n FROM tenant_stats", map: { ($0.text(0), Int($0.int(1))) }) {
                 switch TenantStatus(rawValue: status) {

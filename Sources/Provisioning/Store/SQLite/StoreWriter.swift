@@ -34,14 +34,14 @@ final class StoreWriter: @unchecked Sendable {
     /// Runs `body` in the next group transaction; returns once it is committed.
     /// `body` may run twice (when another job's error undid the group), so it
     /// should only touch the database.
-    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             enqueue(TypedWriteJob(body: body) { continuation.resume(with: $0) })
         }
     }
 
     /// The same for threads that do not await (the dispatcher).
-    func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T, completion: @escaping @Sendable (Result<T, Error>) -> Void) {
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T, completion: @escaping @Sendable (Result<T, Error>) -> Void) {
         enqueue(TypedWriteJob(body: body, completion: completion))
     }
 
@@ -151,22 +151,22 @@ final class StoreWriter: @unchecked Sendable {
 
 private protocol WriteJob: AnyObject {
     /// Runs the job; false if it threw (its savepoint is then rolled back).
-    func run(_ db: SQLiteConnection) -> Bool
+    func run(_ db: any SQLDatabase) -> Bool
     func fail(_ error: Error)
     func complete(commitError: Error?)
 }
 
 private final class TypedWriteJob<T: Sendable>: WriteJob, @unchecked Sendable {
-    let body: (SQLiteConnection) throws -> T
+    let body: (any SQLDatabase) throws -> T
     let completion: (Result<T, Error>) -> Void
     var result: Result<T, Error>?
 
-    init(body: @escaping (SQLiteConnection) throws -> T, completion: @escaping (Result<T, Error>) -> Void) {
+    init(body: @escaping (any SQLDatabase) throws -> T, completion: @escaping (Result<T, Error>) -> Void) {
         self.body = body
         self.completion = completion
     }
 
-    func run(_ db: SQLiteConnection) -> Bool {
+    func run(_ db: any SQLDatabase) -> Bool {
         do {
             result = .success(try body(db))
             return true

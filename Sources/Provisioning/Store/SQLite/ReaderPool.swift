@@ -13,7 +13,7 @@ final class ReaderPool: @unchecked Sendable {
     }
 
     /// Runs `body` in a read transaction, so every query in it sees one snapshot.
-    func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { [self] in
                 continuation.resume(with: Result { try readNow(body) })
@@ -21,7 +21,7 @@ final class ReaderPool: @unchecked Sendable {
         }
     }
 
-    func readNow<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+    func readNow<T>(_ body: (any SQLDatabase) throws -> T) throws -> T {
         let db = try checkout()
         defer { checkin(db) }
         try db.execute("BEGIN")

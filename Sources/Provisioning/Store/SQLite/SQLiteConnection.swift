@@ -9,18 +9,10 @@ struct SQLiteError: Error, CustomStringConvertible, Sendable {
     var isConstraint: Bool { code & 0xFF == SQLITE_CONSTRAINT }
 }
 
-/// A statement's text with an identity (keep it in a `static let`): a
-/// connection finds its prepared statement by that identity instead of
-/// hashing the whole text on every use (about 4 k instructions for a long
-/// statement).
-final class SQL: Sendable {
-    let text: String
-    init(_ text: String) { self.text = text }
-}
-
 /// One SQLite connection. Not thread-safe by itself: each owner (the writer
 /// thread, a reader, the dispatcher) uses its own.
-final class SQLiteConnection {
+final class SQLiteConnection: SQLDatabase {
+    var dialect: SQLDialect { .sqlite }
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
     private var keyedStatements: [ObjectIdentifier: SQLiteStatement] = [:]
@@ -85,58 +77,25 @@ final class SQLiteConnection {
         return SQLiteStatement(raw, connection: self)
     }
 
-    func query<T>(_ sql: SQL, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
-        try query(statement: prepare(sql), bindings, map: map)
+    func execute(_ sql: SQL, _ bindings: [SQLValue], each: (SQLRow) throws -> Bool) throws -> Int {
+        try execute(statement: prepare(sql), bindings, each: each)
     }
 
-    func queryOne<T>(_ sql: SQL, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
-        try queryOne(statement: prepare(sql), bindings, map: map)
+    func execute(text sql: String, _ bindings: [SQLValue], each: (SQLRow) throws -> Bool) throws -> Int {
+        try execute(statement: prepare(sql), bindings, each: each)
     }
 
-    @discardableResult
-    func run(_ sql: SQL, _ bindings: [SQLiteValue] = []) throws -> Int {
-        try run(statement: prepare(sql), bindings)
-    }
-
-    /// Runs a statement with bindings and returns each row mapped.
-    func query<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> [T] {
-        try query(statement: prepare(sql), bindings, map: map)
-    }
-
-    private func query<T>(statement: SQLiteStatement, _ bindings: [SQLiteValue], map: (SQLiteRow) throws -> T) throws -> [T] {
+    private func execute(statement: SQLiteStatement, _ bindings: [SQLValue], each: (SQLRow) throws -> Bool) throws -> Int {
         try statement.bind(bindings)
-        // Also when `map` throws: a statement left mid-result keeps its read
-        // snapshot open on this connection, which holds back WAL checkpoints.
+        // Also when `each` throws or stops early: a statement left mid-result keeps
+        // its read snapshot open on this connection, which holds back WAL checkpoints.
         defer { statement.reset() }
-        var rows: [T] = []
-        while try statement.step() { rows.append(try map(SQLiteRow(statement: statement))) }
-        return rows
-    }
-
-    func queryOne<T>(_ sql: String, _ bindings: [SQLiteValue] = [], map: (SQLiteRow) throws -> T) throws -> T? {
-        try queryOne(statement: prepare(sql), bindings, map: map)
-    }
-
-    private func queryOne<T>(statement: SQLiteStatement, _ bindings: [SQLiteValue], map: (SQLiteRow) throws -> T) throws -> T? {
-        try statement.bind(bindings)
-        defer { statement.reset() }
-        return try statement.step() ? try map(SQLiteRow(statement: statement)) : nil
-    }
-
-    /// Runs a statement that returns no rows; gives the number of rows changed.
-    @discardableResult
-    func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws -> Int {
-        try run(statement: prepare(sql), bindings)
-    }
-
-    private func run(statement: SQLiteStatement, _ bindings: [SQLiteValue]) throws -> Int {
-        try statement.bind(bindings)
-        defer { statement.reset() }
-        while try statement.step() {}
+        let row = SQLRow(source: .sqlite(statement.raw))
+        while try statement.step() {
+            if try !each(row) { break }
+        }
         return Int(sqlite3_changes(handle))
     }
-
-    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
     /// False in autocommit mode: no BEGIN is open (or SQLite rolled it back after an error).
     var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
@@ -144,18 +103,6 @@ final class SQLiteConnection {
     func lastError(_ rc: Int32) -> SQLiteError {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)))
     }
-}
-
-enum SQLiteValue: Sendable {
-    case null
-    case integer(Int64)
-    case real(Double)
-    case text(String)
-    case blob([UInt8])
-
-    static func int(_ value: Int) -> SQLiteValue { .integer(Int64(value)) }
-    static func optional(_ value: String?) -> SQLiteValue { value.map(SQLiteValue.text) ?? .null }
-    static func optional(_ value: Int64?) -> SQLiteValue { value.map(SQLiteValue.integer) ?? .null }
 }
 
 final class SQLiteStatement {
@@ -174,7 +121,7 @@ final class SQLiteStatement {
         sqlite3_clear_bindings(raw)
     }
 
-    func bind(_ values: [SQLiteValue]) throws {
+    func bind(_ values: [SQLValue]) throws {
         for (offset, value) in values.enumerated() {
             let index = Int32(offset + 1)
             let rc: Int32
@@ -201,29 +148,5 @@ final class SQLiteStatement {
             sqlite3_reset(raw)
             throw error
         }
-    }
-}
-
-/// The current row of a statement; valid only inside the mapping closure.
-struct SQLiteRow {
-    let statement: SQLiteStatement
-
-    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement.raw, column) == SQLITE_NULL }
-
-    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(statement.raw, column) }
-
-    func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
-
-    func text(_ column: Int32) -> String {
-        guard let pointer = sqlite3_column_text(statement.raw, column) else { return "" }
-        return String(cString: pointer)
-    }
-
-    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
-
-    func blob(_ column: Int32) -> [UInt8] {
-        let count = Int(sqlite3_column_bytes(statement.raw, column))
-        guard count > 0, let pointer = sqlite3_column_blob(statement.raw, column) else { return [] }
-        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
     }
 }
