@@ -89,9 +89,14 @@ struct Serve: AsyncParsableCommand {
             transform: OptionValue.caFile)
     var webhookCAFile: String?
     @Option(parsing: .unconditional,
-            help: help("database", "Where the topic is stored: sqlite: (the file in --data-dir); PostgreSQL is planned.",
+            help: help("database", "Where the topic is stored: sqlite: (the file in --data-dir) or postgres://user:pass@host:port/db, shared by several instances.",
                        default: "sqlite:"))
     var database: String?
+    @Option(parsing: .unconditional,
+            help: help("claim-lease", "PostgreSQL: how long a claimed delivery stays with its instance before another takes it over.",
+                       default: defaults.claimLease),
+            transform: OptionValue.positiveDuration)
+    var claimLease: Duration?
     @Option(parsing: .unconditional,
             help: help("log-level", "Least severe log lines written: trace, debug, info, notice, warning, error or critical.",
                        default: Serve.defaultLogLevel.rawValue),
@@ -154,7 +159,17 @@ struct Serve: AsyncParsableCommand {
         config.webhookCAFile = try value(webhookCAFile, "webhook-ca-file", OptionValue.caFile)
         // Checked here, not echoed: a database URL may carry a password.
         if let database = try value(database, "database", { $0 }), database != "sqlite:", database != "sqlite" {
-            throw ValidationError("--database: this release stores the topic in SQLite only (sqlite:, the default); PostgreSQL is planned")
+            guard database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") else {
+                throw ValidationError("--database: expected sqlite: or a postgres:// URL")
+            }
+            guard config.apiToken != nil else {
+                throw ValidationError("--database postgres://…: --api-token (or PROVISIOND_API_TOKEN) must be given, the same for every instance")
+            }
+            config.postgresURL = database
+        }
+        config.claimLease = try value(claimLease, "claim-lease", OptionValue.positiveDuration) ?? config.claimLease
+        guard config.postgresURL == nil || config.claimLease > config.deliveryTimeout else {
+            throw ValidationError("--claim-lease: must be longer than --delivery-timeout (\(DurationParser.format(config.deliveryTimeout))), or another instance would resend attempts still in flight")
         }
         guard config.retryMax >= config.retryInitial else {
             throw ValidationError("--retry-max: must be at least --retry-initial (\(DurationParser.format(config.retryInitial)))")

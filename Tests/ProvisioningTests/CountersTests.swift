@@ -45,19 +45,20 @@ final class CountersTests: XCTestCase {
 
     /// Outcomes as the dispatcher writes them, for every pending due delivery of a subscription.
     private func recordAll(_ store: TopicStore, subscription: Subscription, delivered: Bool, failed: Bool = false) async throws {
-        let queue = store.makeDeliveryQueue()
+        let queue = store.makeDeliveryQueue(
+            policy: RetryPolicy(initial: .seconds(1), maximum: .seconds(10), maxAttempts: 0), maxInFlight: 1000, claimLease: .seconds(30))
         try queue.open()
         defer { queue.close() }
         let due = try queue.due(subscription: subscription.seq, now: Int64.max / 2, limit: 1000, excluding: [])
         let now = WallClock.nowMillis()
-        let outcomes = due.map {
-            AttemptOutcome(
+        let reports = due.map {
+            AttemptReport(outcome: AttemptOutcome(
                 subscriptionSeq: subscription.seq, delivery: $0, delivered: delivered, failed: failed, attemptedAt: now,
                 status: delivered ? 204 : 500, error: delivered ? nil : "HTTP 500", nextAttemptAt: failed || delivered ? nil : now,
-                durationMs: 3, response: [])
+                durationMs: 3, response: []), isProbe: false, retryAfter: nil)
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            queue.record(outcomes, breakers: [], operational: [], backlogDueNow: [], now: now) { continuation.resume(with: $0) }
+            queue.record(reports, now: now) { continuation.resume(with: $0.map { _ in }) }
         }
     }
 

@@ -47,12 +47,12 @@ final class QueryPlanTests: XCTestCase {
     // MARK: The dispatcher
 
     func testDueDeliveriesUseDeliveriesDue() async throws {
-        try await assertPlan(SQLiteDeliveryQueue.dueSQL.text, uses: "deliveries_due")
+        try await assertPlan(StoreDeliveryQueue.dueSQL.text, uses: "deliveries_due")
     }
 
     /// The dispatcher loads each delivery it takes with its event by primary keys.
     func testDispatcherLoadsADeliveryWithItsEventByPrimaryKeys() async throws {
-        let details = try await plan(SQLiteDeliveryQueue.deliverySQL.text)
+        let details = try await plan(StoreDeliveryQueue.deliverySQL.text)
         XCTAssertTrue(details.contains { $0.contains("SEARCH d USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH e USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
         XCTAssertTrue(details.contains { $0.contains("SEARCH t USING INTEGER PRIMARY KEY") }, details.joined(separator: "\n"))
@@ -62,7 +62,7 @@ final class QueryPlanTests: XCTestCase {
 
     /// An acknowledgement releases the next event of its line: one index seek, whatever is blocked.
     func testReleasingTheNextEventUsesDeliveriesLine() async throws {
-        try await assertPlan(SQLiteDeliveryQueue.releaseNextSQL.text, uses: "deliveries_line")
+        try await assertPlan(StoreDeliveryQueue.releaseNextSQL.text, uses: "deliveries_line")
     }
 
     /// A new event looks for an unacknowledged one of its line per subscription.

@@ -310,6 +310,12 @@ struct ProvisioningAPI: Sendable {
         return limit
     }
 
+    static let retryAfter: HTTPHeaders = {
+        var headers = HTTPHeaders()
+        headers.add("Retry-After", "1")
+        return headers
+    }()
+
     /// Maps errors to problem documents: bad input is 400 and changed nothing;
     /// a database failure is 503 so clients retry.
     private func handle(_ body: () async throws -> HTTPResponse) async -> HTTPResponse {
@@ -319,7 +325,11 @@ struct ProvisioningAPI: Sendable {
             return .problem(400, detail: invalid.description)
         } catch let error as SQLiteError {
             logger.error("database error: \(error)")
-            return .problem(503, detail: "database: \(error.message); try again")
+            return .problem(503, detail: "database: \(error.message); try again", headers: ProvisioningAPI.retryAfter)
+        } catch let error as StoreUnavailable {
+            // PostgreSQL is gone for now: nothing was changed, and the same request will work once it is back.
+            logger.error("database unavailable: \(error)")
+            return .problem(503, detail: "database unavailable; try again", headers: ProvisioningAPI.retryAfter)
         } catch {
             logger.error("unexpected error: \(error)")
             return .problem(500, detail: "internal error")

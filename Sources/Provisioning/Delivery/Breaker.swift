@@ -17,7 +17,7 @@ struct Breaker: Sendable, Equatable {
     /// receiver has to show again that it answers before it gets a burst.
     var answering = false
 
-    enum Transition: Equatable {
+    enum Transition: Equatable, Sendable {
         case wentDown
         /// Its first success after being down for this long (ms).
         case recovered(downMillis: Int64)
@@ -66,6 +66,14 @@ struct Breaker: Sendable, Equatable {
             probeNotBefore = max(probeNotBefore, now + retryAfter)
         }
         return nil
+    }
+
+    /// Takes the stored breaker's state, keeping what only this process
+    /// knows: whether the receiver has answered it yet.
+    mutating func adopt(_ stored: Breaker) {
+        let answering = answering
+        self = stored
+        self.answering = answering
     }
 
     /// An operator asked to try it now (retry, unpause, new URL): the next

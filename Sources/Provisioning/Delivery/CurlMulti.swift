@@ -48,9 +48,16 @@ final class CurlMulti {
     }
 
     /// Waits for socket activity, a curl timer, a wakeup, or the timeout.
-    func poll(timeoutMs: Int) {
+    /// Waits for transfers, a `wakeup`, the timeout, or `socket` (another
+    /// source of work) becoming readable.
+    func poll(timeoutMs: Int, alsoWatching socket: Int32? = nil) {
         var ready: Int32 = 0
-        curl_multi_poll(multi, nil, 0, Int32(max(0, timeoutMs)), &ready)
+        if let socket {
+            var extra = curl_waitfd(fd: socket, events: Int16(CURL_WAIT_POLLIN), revents: 0)
+            curl_multi_poll(multi, &extra, 1, Int32(max(0, timeoutMs)), &ready)
+        } else {
+            curl_multi_poll(multi, nil, 0, Int32(max(0, timeoutMs)), &ready)
+        }
     }
 
     /// Interrupts `poll` from any thread.

@@ -15,14 +15,40 @@ protocol DeliveryQueue: AnyObject {
     func due(subscription: Int64, now: Int64, limit: Int, excluding busy: Set<Int64>) throws -> [DueDelivery]
     /// When the subscription's next pending delivery falls due after `now`.
     func nextDue(subscription: Int64, after now: Int64) throws -> Int64?
-    /// Writes attempt outcomes in one group with the breakers they changed and
-    /// the operational events they caused; `backlogDueNow`: subscriptions that
-    /// just came back up, whose backed-off deliveries are due at once.
-    /// `completion` runs once they are committed (or could not be).
-    func record(_ outcomes: [AttemptOutcome], breakers: [(Int64, Breaker)], operational: [OperationalEvent],
-                backlogDueNow: [Int64], now: Int64, completion: @escaping @Sendable (Result<Void, Error>) -> Void)
+    /// Writes attempt outcomes in one transaction, with the breakers they
+    /// change (worked out from the stored ones) and the operational events
+    /// those cause. `completion` runs once they are committed (or could not be).
+    func record(_ reports: [AttemptReport], now: Int64, completion: @escaping @Sendable (Result<Recorded, Error>) -> Void)
+    /// A socket that becomes readable when another instance published; nil when there is none.
+    var wakeSocket: Int32? { get }
+    /// Whether another instance published since the last call.
+    func takeNotifications() -> Bool
     /// Lets go of what `open` took; the dispatcher's thread calls it as it ends.
     func close()
+}
+
+/// One finished attempt, with what the breaker needs to know of it.
+struct AttemptReport: Sendable {
+    let outcome: AttemptOutcome
+    /// Claimed while the subscription was down.
+    let isProbe: Bool
+    /// The receiver's Retry-After (ms), if it sent one.
+    let retryAfter: Int64?
+}
+
+/// What an outcome write changed: each subscription's breaker as stored
+/// now, with its transitions, and the operational events raised.
+struct Recorded: Sendable {
+    struct Subscription: Sendable {
+        let target: SubscriptionTarget
+        let breaker: Breaker
+        let transitions: [Breaker.Transition]
+        /// The last attempt's answer, for the log line of a transition.
+        let lastStatus: Int?
+        let lastError: String?
+    }
+    var subscriptions: [Subscription] = []
+    var operational: [EventType] = []
 }
 
 /// A subscription as the dispatcher needs it.
@@ -34,7 +60,7 @@ struct SubscriptionTarget: Sendable, Equatable {
     let secret: String
     let paused: Bool
     /// As last written with an outcome: a restart keeps a down subscription down.
-    let breaker: Breaker
+    var breaker: Breaker
 }
 
 struct DueDelivery: Sendable {

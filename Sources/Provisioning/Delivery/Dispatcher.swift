@@ -25,13 +25,17 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
 
-    /// Per-subscription bookkeeping. The breaker is loaded from the store and
-    /// written back with the outcomes that change it; `busy` lives in memory
-    /// only: after a restart, attempts that were in flight are simply due again.
+    /// Per-subscription bookkeeping. The breaker is the stored one (the
+    /// outcome write works it out, from every instance's attempts), moved on
+    /// by this process's outcomes until they are written; `busy` lives in
+    /// memory only: after a restart, attempts that were in flight are simply
+    /// due again.
     private struct SubscriptionState {
         /// Deliveries being attempted, or whose outcome is not committed yet:
         /// not to be claimed again.
         var busy = Set<Int64>()
+        /// Outcomes not written yet: until they are, the stored breaker is behind this one.
+        var unwritten = 0
         var breaker: Breaker
         /// Keyed once per subscription (and again if its secret changes).
         var signer: (secret: String, signer: WebhookSigner)?
@@ -40,10 +44,7 @@ final class Dispatcher: @unchecked Sendable {
     /// Outcomes the store could not write yet (descriptors or disk ran out):
     /// written again later, never dropped; their deliveries stay busy until then.
     private struct Unrecorded {
-        let outcomes: [AttemptOutcome]
-        let breakers: [(Int64, Breaker)]
-        let operational: [OperationalEvent]
-        let backlogDueNow: [Int64]
+        let reports: [AttemptReport]
         let keys: [(subscription: Int64, delivery: Int64)]
         /// Not written again before this time (Unix ms).
         var notBefore: Int64
@@ -53,6 +54,8 @@ final class Dispatcher: @unchecked Sendable {
     private struct Inbox {
         var wake = false
         var committed: [(subscription: Int64, delivery: Int64)] = []
+        /// The breakers as the committed outcome writes stored them.
+        var stored: [(seq: Int64, breaker: Breaker)] = []
         var unrecorded: [Unrecorded] = []
         /// Subscriptions an operator acted on (retry, unpause, new URL).
         var probeNow: Set<String> = []
@@ -158,14 +161,17 @@ final class Dispatcher: @unchecked Sendable {
                 let taken = box
                 box.wake = false
                 box.committed.removeAll()
+                box.stored.removeAll()
                 box.probeNow.removeAll()
                 box.unrecorded.removeAll()
                 return taken
             }
             for (subscription, delivery) in box.committed {
                 subscriptions[subscription]?.busy.remove(delivery)
+                subscriptions[subscription]?.unwritten -= 1
                 awaitingCommit -= 1
             }
+            for (seq, breaker) in box.stored { adopt(breaker, for: seq) }
             for (seq, target) in targets where box.probeNow.contains(target.id) {
                 subscriptions[seq]?.breaker.probeNow()
             }
@@ -180,13 +186,14 @@ final class Dispatcher: @unchecked Sendable {
                     attempts.removeAll()
                     if awaitingCommit == 0 { break }
                 }
-            } else if box.wake || !box.committed.isEmpty || now >= nextScanAt {
+            } else if box.wake || !box.committed.isEmpty || queue.takeNotifications() || now >= nextScanAt {
                 scan(now: now)
             }
             curl.perform()
             collectFinished()
             let wait = stopDeadline != nil || !unrecorded.isEmpty ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
-            curl.poll(timeoutMs: Int(wait))
+            // Another instance's publish wakes this one through the queue's socket (PostgreSQL's NOTIFY).
+            curl.poll(timeoutMs: Int(wait), alsoWatching: queue.wakeSocket)
         }
         queue.close()
         let waiter = finish.withLock { finish -> CheckedContinuation<Void, Never>? in
@@ -221,6 +228,8 @@ final class Dispatcher: @unchecked Sendable {
 
     private func claim(for target: SubscriptionTarget, now: Int64) throws {
         var state = subscriptions[target.seq] ?? SubscriptionState(breaker: target.breaker)
+        // What other instances (or an operator) changed shows in the stored breaker.
+        if state.unwritten == 0 { state.breaker.adopt(target.breaker) }
         defer { subscriptions[target.seq] = state }
         let isDown = state.breaker.isDown(settings.policy)
         // While down, one probe at a time; otherwise up to --max-in-flight;
@@ -261,6 +270,14 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
 
+    /// The breaker as an outcome write stored it, unless more outcomes of
+    /// this process are on their way to the store.
+    private func adopt(_ stored: Breaker, for seq: Int64) {
+        guard var state = subscriptions[seq], state.unwritten == 0 else { return }
+        state.breaker.adopt(stored)
+        subscriptions[seq] = state
+    }
+
     /// A deleted subscription: stop its attempts; its rows are gone already.
     private func forget(subscription seq: Int64) {
         for (easy, attempt) in attempts where attempt.subscriptionSeq == seq {
@@ -270,47 +287,40 @@ final class Dispatcher: @unchecked Sendable {
         subscriptions[seq] = nil
     }
 
-    /// Turns finished transfers into outcomes and writes them in one group,
-    /// with the breakers they changed.
+    /// Turns finished transfers into outcomes and writes them in one group.
     private func collectFinished() {
         let finished = curl.finished()
         guard !finished.isEmpty else { return }
         let now = WallClock.nowMillis()
-        var outcomes: [AttemptOutcome] = []
+        var reports: [AttemptReport] = []
         var keys: [(subscription: Int64, delivery: Int64)] = []
-        var reopened: [Int64] = []
-        var operational: [OperationalEvent] = []
-        var changed = Set<Int64>()
         for (easy, code) in finished {
             guard let attempt = attempts.removeValue(forKey: easy) else { continue }
             curl.remove(attempt)
             let (outcome, retryAfter) = outcome(of: attempt, code: code, now: now)
-            outcomes.append(outcome)
+            reports.append(AttemptReport(outcome: outcome, isProbe: attempt.isProbe, retryAfter: retryAfter))
             keys.append((attempt.subscriptionSeq, attempt.delivery.seq))
-            changed.insert(attempt.subscriptionSeq)
-            let transition = account(outcome, retryAfter: retryAfter, attempt: attempt, now: now)
-            if case .recovered? = transition { reopened.append(attempt.subscriptionSeq) }
-            operational += operationalEvents(outcome, transition: transition, now: now)
+            subscriptions[attempt.subscriptionSeq]?.unwritten += 1
+            account(outcome, retryAfter: retryAfter, attempt: attempt, now: now)
         }
-        guard !outcomes.isEmpty else { return }
+        guard !reports.isEmpty else { return }
         awaitingCommit += keys.count
-        let breakers = changed.compactMap { seq in subscriptions[seq].map { (seq, $0.breaker) } }
-        record(Unrecorded(
-            outcomes: outcomes, breakers: breakers, operational: operational, backlogDueNow: reopened, keys: keys, notBefore: now))
+        record(Unrecorded(reports: reports, keys: keys, notBefore: now))
     }
 
     /// Outcomes waiting to be written again, on the dispatcher thread.
     private var unrecorded: [Unrecorded] = []
 
     private func record(_ batch: Unrecorded) {
-        queue.record(
-            batch.outcomes, breakers: batch.breakers, operational: batch.operational, backlogDueNow: batch.backlogDueNow,
-            now: WallClock.nowMillis()
-        ) { [self] result in
+        queue.record(batch.reports, now: WallClock.nowMillis()) { [self] result in
             switch result {
-            case .success:
-                for event in batch.operational { metrics.event(event.type) }
-                inbox.withLock { $0.committed.append(contentsOf: batch.keys) }
+            case .success(let recorded):
+                for type in recorded.operational { metrics.event(type) }
+                for subscription in recorded.subscriptions { logTransitions(subscription) }
+                inbox.withLock {
+                    $0.committed.append(contentsOf: batch.keys)
+                    $0.stored.append(contentsOf: recorded.subscriptions.map { ($0.target.seq, $0.breaker) })
+                }
             case .failure(let error):
                 // Kept and written again in a second: the deliveries stay busy meanwhile,
                 // so nothing is resent before its outcome is on record.
@@ -320,6 +330,24 @@ final class Dispatcher: @unchecked Sendable {
                 inbox.withLock { $0.unrecorded.append(again) }
             }
             curl.wakeup()
+        }
+    }
+
+    /// A subscription that went down or came back, as the stored breaker says (once, whichever instance saw it).
+    private func logTransitions(_ recorded: Recorded.Subscription) {
+        let name = recorded.target.name
+        let url = SubscriptionRules.maskingPassword(recorded.target.url)
+        for transition in recorded.transitions {
+            switch transition {
+            case .wentDown:
+                let error = recorded.lastError ?? "failed"
+                var fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)", "error": "\(error)"]
+                if let status = recorded.lastStatus { fields["status"] = "\(status)" }
+                logger.warning("subscription \(name) (\(url)) is down after \(settings.policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time", metadata: fields)
+            case .recovered(let downMillis):
+                let fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)", "downSeconds": "\(downMillis / 1000)"]
+                logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows", metadata: fields)
+            }
         }
     }
 
@@ -366,56 +394,19 @@ final class Dispatcher: @unchecked Sendable {
         return (outcome, retryAfter)
     }
 
-    /// What an outcome tells operators who subscribed to operational events:
-    /// a delivery that gave up, a subscription that went down or came back.
-    /// Each happens once, written with the outcome and breaker that cause it.
-    private func operationalEvents(_ outcome: AttemptOutcome, transition: Breaker.Transition?, now: Int64) -> [OperationalEvent] {
-        guard let target = targets[outcome.subscriptionSeq] else { return [] }
-        let subject: [(String, JSON)] = [("subscriptionId", .string(target.id)), ("subscription", .string(target.name))]
-        var events: [OperationalEvent] = []
-        // Not for an operational event's own delivery: two alerting hooks that are
-        // both down would otherwise report each other's failures without end.
-        if outcome.failed, outcome.delivery.domain != nil {
-            events.append(OperationalEvent(type: .deliveryFailed, subscriptionSeq: target.seq, data: subject + [
-                ("tenantId", .optional(outcome.delivery.tenantId)), ("domain", .optional(outcome.delivery.domain)),
-                ("eventId", .string(outcome.delivery.eventId)), ("type", .string(outcome.delivery.type)),
-                ("attempts", .int(outcome.delivery.attempts + 1)), ("lastStatus", .optional(outcome.status)),
-                ("lastError", .optional(outcome.error)),
-            ]))
-        }
-        switch transition {
-        case .wentDown?:
-            events.append(OperationalEvent(type: .subscriptionDown, subscriptionSeq: target.seq, data: subject + [
-                ("url", .string(SubscriptionRules.maskingPassword(target.url))), ("since", .string(WallClock.rfc3339(now))),
-                ("lastStatus", .optional(outcome.status)), ("lastError", .optional(outcome.error)),
-            ], withBacklog: true))
-        case .recovered(let downMillis)?:
-            events.append(OperationalEvent(type: .subscriptionRecovered, subscriptionSeq: target.seq, data: subject + [
-                ("downSeconds", .int(Int(downMillis / 1000))),
-            ], withBacklog: true))
-        case nil:
-            break
-        }
-        return events
-    }
-
-    /// Updates the breaker, the metrics and the log; returns the breaker's transition.
-    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) -> Breaker.Transition? {
+    /// Updates the metrics, the log and this process's view of the breaker
+    /// (the stored one, worked out by the outcome write, follows).
+    private func account(_ outcome: AttemptOutcome, retryAfter: Int64?, attempt: WebhookAttempt, now: Int64) {
         let target = targets[attempt.subscriptionSeq]
         let name = target?.name ?? "deleted"
-        guard var state = subscriptions[attempt.subscriptionSeq] else { return nil }
+        guard var state = subscriptions[attempt.subscriptionSeq] else { return }
         defer { subscriptions[attempt.subscriptionSeq] = state }
         let policy = settings.policy
         if outcome.delivered {
             metrics.delivery(subscription: name, outcome: "delivered", attemptMillis: outcome.durationMs)
             metrics.acknowledged(subscription: name, afterSeconds: Double(max(0, now - attempt.delivery.createdAt)) / 1000)
-            let transition = state.breaker.succeeded(policy, now: now)
-            if case .recovered(let downMillis)? = transition {
-                let url = SubscriptionRules.maskingPassword(target?.url ?? "-")
-                let fields: Logger.Metadata = ["subscription": "\(name)", "url": "\(url)", "downSeconds": "\(downMillis / 1000)"]
-                logger.info("subscription \(name) (\(url)) is up again after \(downMillis / 1000)s down; its backlog flows", metadata: fields)
-            }
-            return transition
+            _ = state.breaker.succeeded(policy, now: now)
+            return
         }
         let error = outcome.error ?? "failed"
         // Masked only on this path: a success logs nothing, and masking costs more than the rest of its accounting.
@@ -432,10 +423,6 @@ final class Dispatcher: @unchecked Sendable {
             logger.warning("gave up on a delivery to subscription \(name) (\(url)) after \(attempt.delivery.attempts + 1) attempts: \(about), event \(attempt.delivery.eventId), last error: \(error)", metadata: fields)
         }
         metrics.delivery(subscription: name, outcome: outcome.failed ? "failed" : "retry", attemptMillis: outcome.durationMs)
-        let transition = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)
-        if transition == .wentDown {
-            logger.warning("subscription \(name) (\(url)) is down after \(policy.downAfter) failed attempts in a row, last error: \(error); probing it one attempt at a time", metadata: fields)
-        }
-        return transition
+        _ = state.breaker.failed(policy, isProbe: attempt.isProbe, retryAfter: retryAfter, now: now)
     }
 }

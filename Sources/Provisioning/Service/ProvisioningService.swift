@@ -65,7 +65,9 @@ package final class ProvisioningService: Sendable {
             deliveryTimeout: configuration.deliveryTimeout, maxInFlight: configuration.maxInFlight)
         dispatcherSettings.caFile = configuration.webhookCAFile
         dispatcherSettings.maxOutgoing = configuration.maxOutgoing
-        let dispatcher = Dispatcher(queue: store.makeDeliveryQueue(), settings: dispatcherSettings, metrics: metrics, logger: logger)
+        let queue = store.makeDeliveryQueue(
+            policy: dispatcherSettings.policy, maxInFlight: configuration.maxInFlight, claimLease: configuration.claimLease)
+        let dispatcher = Dispatcher(queue: queue, settings: dispatcherSettings, metrics: metrics, logger: logger)
         self.dispatcher = dispatcher
         let backfill = BackfillRunner(store: store, logger: logger, batchDone: { dispatcher.wake() })
         self.backfill = backfill

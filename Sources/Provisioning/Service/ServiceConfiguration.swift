@@ -25,6 +25,11 @@ package struct ServiceConfiguration: Sendable {
     package var requestTimeout: Duration = .seconds(10)
     /// PEM bundle of the CAs trusted for https webhooks; nil: the system's.
     package var webhookCAFile: String?
+    /// nil: SQLite in the data dir; else a PostgreSQL URL shared by several instances.
+    package var postgresURL: String?
+    /// On PostgreSQL: how long a claimed delivery stays with the instance that
+    /// claimed it; after that (the instance died) another takes it over.
+    package var claimLease: Duration = .seconds(30)
 
     package init() {}
 }

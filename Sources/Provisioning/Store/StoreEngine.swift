@@ -18,8 +18,27 @@ protocol StoreEngine: Sendable {
     func readNow<T>(_ body: (any SQLDatabase) throws -> T) throws -> T
     /// Write transactions committed so far (group commit shows as fewer commits than writes).
     var commits: Int { get }
+    /// A connection for the dispatcher's thread alone: SQLite's is read-only;
+    /// PostgreSQL's claims deliveries and listens for other instances' publishes.
+    func openDispatcherConnection() throws -> any SQLDatabase
     /// Commits what is queued and closes every connection.
     func close()
+}
+
+/// A connection that hears when another instance published (PostgreSQL's LISTEN).
+protocol NotificationSource: AnyObject {
+    /// Readable when a notification may have come.
+    var notificationSocket: Int32 { get }
+    /// Whether any came since the last call (consumes them).
+    func takeNotifications() -> Bool
+}
+
+/// The database cannot be reached now (PostgreSQL lost): the API answers 503
+/// with Retry-After, and everything resumes when it is back.
+struct StoreUnavailable: Error, CustomStringConvertible, Sendable {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
 }
 
 /// The SQLite store: one file in the data dir, one writer thread, readers on WAL.
@@ -53,6 +72,8 @@ struct SQLiteEngine: StoreEngine {
     func readNow<T>(_ body: (any SQLDatabase) throws -> T) throws -> T {
         try readers.readNow(body)
     }
+
+    func openDispatcherConnection() throws -> any SQLDatabase { try ReaderPool.openReadOnly(path: path) }
 
     func close() { writer.close() }
 }

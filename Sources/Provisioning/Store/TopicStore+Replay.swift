@@ -12,9 +12,10 @@ extension TopicStore {
             // Events it never had a delivery for (accepted before it subscribed, or then unwanted).
             let added = try db.query(
                 """
-                INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
-                SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2, NULL FROM events e
+                INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
+                SELECT CAST(?1 AS BIGINT), e.seq, e.tenant_seq, e.domain, 0, CAST(?2 AS BIGINT), NULL FROM events e
                 WHERE e.created_at >= ?3 AND instr(?4, ',' || e.type || ',') > 0 ORDER BY e.seq
+                ON CONFLICT DO NOTHING
                 RETURNING tenant_seq
                 """, [.integer(seq), .integer(now), .integer(since), .text(events)], map: { $0.optionalInt(0) })
             // The ones it had: again, from the start. Delivered and failed

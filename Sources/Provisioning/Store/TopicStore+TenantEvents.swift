@@ -86,19 +86,23 @@ extension TopicStore {
         if added > 0 {
             try db.run(countCreatedSQL,
                 [.text(wanted), .optional(subscriptionSeq)])
+            // Wakes every instance's dispatcher at commit (PostgreSQL folds repeats within a transaction).
+            if db.dialect == .postgres { try db.run(notifySQL) }
         }
         return added
     }
 
+    static let notifySQL = SQL("SELECT pg_notify('provisiond_deliveries', '')")
+
     static let createDeliveriesSQL = SQL("""
         INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
-        SELECT s.seq, ?1, ?2, ?3, 0, ?4,
+        SELECT s.seq, CAST(?1 AS BIGINT), CAST(?2 AS BIGINT), CAST(?3 AS TEXT), 0, CAST(?4 AS BIGINT),
             CASE WHEN s.backfill_next IS NOT NULL AND ?3 IS NOT NULL THEN NULL
                  WHEN EXISTS (SELECT 1 FROM deliveries d WHERE d.subscription_seq = s.seq AND d.domain = ?3 AND d.state != 1)
-                 THEN NULL ELSE ?4 END
-        FROM subscriptions s WHERE instr(s.events, ?5) > 0 AND s.seq IS NOT ?6
+                 THEN NULL ELSE CAST(?4 AS BIGINT) END
+        FROM subscriptions s WHERE instr(s.events, ?5) > 0 AND s.seq IS DISTINCT FROM CAST(?6 AS BIGINT)
         """)
-    static let countCreatedSQL = SQL("UPDATE subscriptions SET pending_n = pending_n + 1 WHERE instr(events, ?1) > 0 AND seq IS NOT ?2")
+    static let countCreatedSQL = SQL("UPDATE subscriptions SET pending_n = pending_n + 1 WHERE instr(events, ?1) > 0 AND seq IS DISTINCT FROM CAST(?2 AS BIGINT)")
     static let insertEventSQL = SQL(
         "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
     static let updateTenantSQL = SQL("""

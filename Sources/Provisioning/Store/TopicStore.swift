@@ -173,7 +173,7 @@ package final class TopicStore: Sendable {
             CASE WHEN s.down_since IS NULL THEN d.next_attempt_at
                  WHEN d.seq = (SELECT seq FROM deliveries WHERE subscription_seq = d.subscription_seq AND state = 0
                                AND next_attempt_at IS NOT NULL ORDER BY next_attempt_at LIMIT 1)
-                 THEN max(d.next_attempt_at, s.probe_not_before) END,
+                 THEN CASE WHEN d.next_attempt_at > s.probe_not_before THEN d.next_attempt_at ELSE s.probe_not_before END END,
             d.delivered_at,
             CASE WHEN d.state = 0 AND d.next_attempt_at IS NULL THEN (
                 SELECT e2.id FROM deliveries d2 JOIN events e2 ON e2.seq = d2.event_seq
@@ -247,15 +247,16 @@ package final class TopicStore: Sendable {
                 // first is due, and only if nothing earlier of it is unacknowledged.
                 let added = try db.query(
                     """
-                    INSERT OR IGNORE INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
-                    SELECT ?1, e.seq, e.tenant_seq, e.domain, 0, ?2,
+                    INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)
+                    SELECT CAST(?1 AS BIGINT), e.seq, e.tenant_seq, e.domain, 0, CAST(?2 AS BIGINT),
                         CASE WHEN row_number() OVER (PARTITION BY e.domain ORDER BY e.seq) = 1 AND NOT EXISTS (
                             SELECT 1 FROM deliveries d
                             WHERE d.subscription_seq = ?1 AND d.domain = e.domain AND d.state != 1 AND d.event_seq < e.seq)
-                        THEN ?2 END
+                        THEN CAST(?2 AS BIGINT) END
                     FROM events e JOIN tenants t ON t.seq = e.tenant_seq
                     WHERE e.seq >= ?3 AND e.seq <= ?4 AND t.deleted_at IS NULL AND instr(?5, ',' || e.type || ',') > 0
                     ORDER BY e.seq
+                    ON CONFLICT DO NOTHING
                     RETURNING tenant_seq
                     """,
                     [.integer(subscriptionSeq), .integer(now), .integer(next), .integer(last), .text(events)],
@@ -301,10 +302,11 @@ package final class TopicStore: Sendable {
         try await engine.write { db in
             guard let seq = try TopicStore.subscriptionSeq(db, key: key) else { return nil }
             if let url = patch.url {
-                try db.run("UPDATE subscriptions SET url = ? WHERE seq = ?", [.text(url), .integer(seq)])
+                // A new URL, or an unpause below: a down subscription is probed now (see `Breaker.probeNow`).
+                try db.run("UPDATE subscriptions SET url = ?, probe_not_before = 0 WHERE seq = ?", [.text(url), .integer(seq)])
             }
             if let paused = patch.paused {
-                try db.run("UPDATE subscriptions SET paused = ? WHERE seq = ?", [.int(paused ? 1 : 0), .integer(seq)])
+                try db.run("UPDATE subscriptions SET paused = ?, probe_not_before = 0 WHERE seq = ?", [.int(paused ? 1 : 0), .integer(seq)])
             }
             if let events = patch.events {
                 try db.run("UPDATE subscriptions SET events = ? WHERE seq = ?", [.text(EventType.stored(events)), .integer(seq)])
@@ -322,7 +324,7 @@ package final class TopicStore: Sendable {
             var tenants = Counters.Tenants()
             for (tenant, pending, failed) in try db.query(
                 """
-                SELECT tenant_seq, sum(state = 0), sum(state = 2) FROM deliveries
+                SELECT tenant_seq, sum(CASE WHEN state = 0 THEN 1 ELSE 0 END), sum(CASE WHEN state = 2 THEN 1 ELSE 0 END) FROM deliveries
                 WHERE subscription_seq = ? AND state != 1 AND tenant_seq IS NOT NULL GROUP BY tenant_seq
                 """, [.integer(seq)], map: { ($0.int(0), Int($0.int(1)), Int($0.int(2))) })
             {
@@ -352,6 +354,8 @@ package final class TopicStore: Sendable {
             let requeued = try db.query(
                 "UPDATE deliveries SET state = 0, attempts = 0, next_attempt_at = ? WHERE subscription_seq = ? AND state = 2 RETURNING tenant_seq",
                 [.integer(WallClock.nowMillis()), .integer(seq)], map: { $0.optionalInt(0) })
+            // The operator's retry probes a down subscription now (see `Breaker.probeNow`).
+            try db.run("UPDATE subscriptions SET probe_not_before = 0 WHERE seq = ?", [.integer(seq)])
             if !requeued.isEmpty {
                 try db.run(
                     "UPDATE subscriptions SET pending_n = pending_n + ?1, failed_n = failed_n - ?1 WHERE seq = ?2",

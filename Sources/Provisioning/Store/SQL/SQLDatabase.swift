@@ -22,9 +22,21 @@ protocol SQLDatabase: AnyObject {
 enum SQLDialect: Sendable {
     case sqlite
     case postgres
+}
 
-    /// Row locks for a read-then-write: PostgreSQL takes them; SQLite has one writer, and no such clause.
-    var forUpdate: String { self == .postgres ? " FOR UPDATE" : "" }
+/// A SELECT that locks its rows for the rest of the transaction on
+/// PostgreSQL (FOR UPDATE), where another instance may write them
+/// meanwhile; SQLite has one writer, and no such clause.
+final class LockingSQL: Sendable {
+    let sqlite: SQL
+    let postgres: SQL
+
+    init(_ text: String) {
+        sqlite = SQL(text)
+        postgres = SQL(text + " FOR UPDATE")
+    }
+
+    func on(_ dialect: SQLDialect) -> SQL { dialect == .postgres ? postgres : sqlite }
 }
 
 extension SQLDatabase {

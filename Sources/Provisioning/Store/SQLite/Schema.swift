@@ -173,6 +173,13 @@ enum Schema {
         );
         CREATE INDEX attempts_by_delivery ON attempts(delivery_seq, seq);
         """,
+        // 6: a delivery's claim, as the PostgreSQL store keeps it for several
+        // instances. One process never sets it here, but the outcome write
+        // that clears it is the same statement on both stores.
+        """
+        ALTER TABLE deliveries ADD COLUMN claimed_until INTEGER;
+        ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+        """,
     ]
 
     static var currentVersion: Int { migrations.count }
