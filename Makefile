@@ -7,15 +7,17 @@ SWIFT        ?= swift
 HOST         ?= 127.0.0.1
 PORT         ?= 8080
 DATA_DIR     ?= ./data
-RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config
+RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev libpq-dev pkg-config
 # chromium, chromium-driver and selenium: the status page's browser test.
 # prometheus: for promtool, which checks the /metrics exposition in the e2e tests.
-TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus
+# postgresql: the server the tests run the PostgreSQL store against (Tests/pg/postgres.sh).
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus postgresql
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PG_TEST      := Tests/pg/postgres.sh
 
-.PHONY: run build release test status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
+.PHONY: run build release test test-suites sanitize-suites status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
 
 run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -26,7 +28,20 @@ build: deps-run
 release: deps-run
 	$(SWIFT) build -c release
 
-test: deps check-openapi test-swift test-fuzz-corpus test-e2e test-contract test-chaos
+test: deps check-openapi
+	$(call with_test_postgres,$(MAKE) --no-print-directory test-suites)
+
+test-suites: test-swift test-fuzz-corpus test-e2e test-contract test-chaos
+
+# Runs $(1) with PROVISIOND_TEST_POSTGRES set to the admin URL of a PostgreSQL
+# server of the tests' own (its data under .build/pg-test, a free port on
+# 127.0.0.1), and stops the server after, also when $(1) fails or is interrupted.
+define with_test_postgres
+	@url=$$($(PG_TEST) start) || exit 1; \
+	trap '$(PG_TEST) stop' INT TERM HUP; \
+	PROVISIOND_TEST_POSTGRES="$$url" $(1); status=$$?; \
+	$(PG_TEST) stop; exit $$status
+endef
 
 # Everything the tests, benchmarks and fuzzers use.
 deps: deps-debian deps-python
@@ -99,6 +114,9 @@ chaos: deps release
 # because ASan's quarantine inflates memory by design.
 SANITIZER_E2E := Tests/e2e -k "not memory_stays_bounded"
 sanitize: deps
+	$(call with_test_postgres,$(MAKE) --no-print-directory sanitize-suites)
+
+sanitize-suites:
 	$(SWIFT) test --sanitize=thread --scratch-path .build-tsan
 	$(SWIFT) build --sanitize=thread --scratch-path .build-tsan --product provisiond
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" PROVISIOND_BIN=$(CURDIR)/.build-tsan/debug/provisiond python3 -m pytest -q $(SANITIZER_E2E)
