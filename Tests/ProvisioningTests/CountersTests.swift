@@ -8,7 +8,7 @@ import XCTest
 /// counting the rows gives.
 final class CountersTests: XCTestCase {
     private func assertCountsMatchRows(_ store: TopicStore, _ step: String, file: StaticString = #filePath, line: UInt = #line) async throws {
-        let (kept, counted, stats, derived) = try await store.readers.read { db in
+        let (kept, counted, stats, derived) = try await store.engine.read { db in
             let kept = try db.query("SELECT seq, pending_n, delivered_n, failed_n FROM subscriptions ORDER BY seq") {
                 [$0.int(0), $0.int(1), $0.int(2), $0.int(3)]
             }
@@ -25,7 +25,7 @@ final class CountersTests: XCTestCase {
                 SELECT status, count(*) FROM (SELECT CASE
                     WHEN EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 2) THEN 'failed'
                     WHEN EXISTS (SELECT 1 FROM deliveries WHERE tenant_seq = t.seq AND state = 0) THEN 'pending'
-                    ELSE 'provisioned' END AS status FROM tenants t WHERE deleted_at IS NULL) GROUP BY status
+                    ELSE 'provisioned' END AS status FROM tenants t WHERE deleted_at IS NULL) AS live GROUP BY status
                 """) { ($0.text(0), $0.int(1)) })
             let tenantsKept = try db.query("SELECT seq, pending_n, failed_n FROM tenants ORDER BY seq") { [$0.int(0), $0.int(1), $0.int(2)] }
             let tenantsCounted = try db.query(

@@ -5,6 +5,9 @@ import XCTest
 @testable import Provisioning
 
 final class GroupCommitTests: XCTestCase {
+    /// About SQLite itself: the PostgreSQL pass of the suite skips it.
+    override func setUpWithError() throws { try requireSQLite() }
+
     /// 500 publishes at once, with nothing arranged: the writer groups what
     /// queues up while it commits, so there are fewer commits than writes.
     func testConcurrentPublishesAreGroupCommitted() async throws {

@@ -4,6 +4,9 @@ import XCTest
 @testable import Provisioning
 
 final class MigrationTests: XCTestCase {
+    /// About SQLite itself: the PostgreSQL pass of the suite skips it.
+    override func setUpWithError() throws { try requireSQLite() }
+
     private static func userVersion(_ db: any SQLDatabase) throws -> Int {
         Int(try db.queryOne("PRAGMA user_version") { $0.int(0) } ?? -1)
     }

@@ -47,7 +47,7 @@ final class PaginationTests: XCTestCase {
             }
         }
         let rows = updates.map { ($0.0, ids[$0.1], $0.2.rawValue) }
-        try await store.writer.write { db in
+        try await store.engine.write { db in
             for (subscription, tenant, state) in rows {
                 try db.run(
                     "UPDATE deliveries SET state = ? WHERE subscription_seq = ? AND tenant_seq = (SELECT seq FROM tenants WHERE id = ?)",

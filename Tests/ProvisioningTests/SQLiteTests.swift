@@ -6,6 +6,9 @@ import XCTest
 
 /// The thin wrapper over the C library.
 final class SQLiteTests: XCTestCase {
+    /// About SQLite itself: the PostgreSQL pass of the suite skips it.
+    override func setUpWithError() throws { try requireSQLite() }
+
     private func openDatabase() throws -> SQLiteConnection {
         let db = try SQLiteConnection(path: databasePath(try makeTemporaryDirectory(self)))
         try db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, r REAL, s TEXT UNIQUE, b BLOB)")

@@ -20,12 +20,28 @@ func makeTemporaryDirectory(_ test: XCTestCase, function: String = #function) th
     return url.path
 }
 
-/// A TopicStore in a temporary directory, closed when the test ends.
+/// The store the suite runs against: SQLite unless PROVISIOND_TEST_STORE=postgres
+/// (then on the server of PROVISIOND_TEST_POSTGRES). `make test` runs it both ways.
+let testStoreIsPostgres = ProcessInfo.processInfo.environment["PROVISIOND_TEST_STORE"] == "postgres"
+
+/// A TopicStore, fresh for the test and closed when it ends: SQLite in a
+/// temporary directory, or a new PostgreSQL database (see `testStoreIsPostgres`).
+/// The directory is made either way.
 func makeStore(_ test: XCTestCase, function: String = #function) throws -> (TopicStore, String) {
     let directory = try makeTemporaryDirectory(test, function: function)
-    let store = try TopicStore(directory: directory)
+    let store: TopicStore
+    if testStoreIsPostgres {
+        store = TopicStore(engine: try PostgresEngine.open(url: try makePostgresDatabase(test)))
+    } else {
+        store = try TopicStore(directory: directory)
+    }
     test.addTeardownBlock { store.close() }
     return (store, directory)
+}
+
+/// For a test of SQLite itself (its file, its writer, its query plans): skipped on PostgreSQL.
+func requireSQLite() throws {
+    if testStoreIsPostgres { throw XCTSkip("about the SQLite store itself") }
 }
 
 /// The path of the database file inside a data directory.
@@ -78,39 +94,45 @@ extension TopicStore {
     /// Runs `sql` on the writer connection, committed like any other job.
     @discardableResult
     func execute(_ sql: String, _ bindings: [SQLValue] = []) async throws -> Int {
-        try await writer.write { db in try db.run(sql, bindings) }
+        try await engine.write { db in try db.run(sql, bindings) }
     }
 
     /// Counts every subscription's and tenant's deliveries again, and the
     /// tenants per status: for fixtures that set delivery states with SQL
     /// rather than through the write paths that keep the counts.
     func recountDeliveries() async throws {
-        try await writer.write { db in
-            try (db as! SQLiteConnection).execute(
+        try await engine.write { db in
+            try db.run(
                 """
                 UPDATE subscriptions SET
                     pending_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 0),
                     delivered_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 1),
-                    failed_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 2);
+                    failed_n = (SELECT count(*) FROM deliveries WHERE subscription_seq = subscriptions.seq AND state = 2)
+                """)
+            try db.run(
+                """
                 UPDATE tenants SET
                     pending_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 0),
-                    failed_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 2);
+                    failed_n = (SELECT count(*) FROM deliveries WHERE tenant_seq = tenants.seq AND state = 2)
+                """)
+            try db.run(
+                """
                 UPDATE tenant_stats SET n = (
                     SELECT count(*) FROM tenants WHERE deleted_at IS NULL AND
-                        CASE WHEN failed_n > 0 THEN 'failed' WHEN pending_n > 0 THEN 'pending' ELSE 'provisioned' END = tenant_stats.status);
+                        CASE WHEN failed_n > 0 THEN 'failed' WHEN pending_n > 0 THEN 'pending' ELSE 'provisioned' END = tenant_stats.status)
                 """)
         }
     }
 
     /// Reads one integer with a reader connection.
     func integer(_ sql: String, _ bindings: [SQLValue] = []) async throws -> Int64? {
-        try await readers.read { db in try db.queryOne(sql, bindings) { $0.optionalInt(0) } ?? nil }
+        try await engine.read { db in try db.queryOne(sql, bindings) { $0.optionalInt(0) } ?? nil }
     }
 
     /// Inserts `count` tenants directly, in one write job (fast fixtures);
     /// returns their ids in seq order. Creates no deliveries.
     func insertTenantsDirectly(_ count: Int, domainPrefix: String = "t") async throws -> [String] {
-        try await writer.write { db in
+        try await engine.write { db in
             var ids: [String] = []
             for index in 0..<count {
                 let id = "ten_fixture_\(domainPrefix)_\(index)"

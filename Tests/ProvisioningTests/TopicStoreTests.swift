@@ -19,7 +19,7 @@ final class TopicStoreTests: XCTestCase {
         XCTAssertEqual(tenant.data["attributes"], try JSON.parse(#"{"b": 2, "a": [1, 2.50]}"#))
         XCTAssertEqual(tenant.status, .provisioned, "no subscriptions: nothing to deliver")
 
-        let (eventId, payload) = try await store.readers.read { db in
+        let (eventId, payload) = try await store.engine.read { db in
             try db.queryOne(
                 "SELECT e.id, e.payload FROM events e JOIN tenants t ON e.seq = t.last_event_seq WHERE t.id = ?", [.text(tenant.id)]
             ) { ($0.text(0), $0.blob(1)) }

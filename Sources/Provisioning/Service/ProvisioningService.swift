@@ -12,8 +12,9 @@ package final class ProvisioningService: Sendable {
     let logger: Logger
     private let backfill: BackfillRunner
     let dispatcher: Dispatcher
-    /// Held for the life of the service: one provisiond per data dir.
-    private let directoryLock: DataDirectoryLock
+    /// Held for the life of the service: one provisiond per data dir (SQLite;
+    /// on PostgreSQL several instances share the database on purpose).
+    private let directoryLock: DataDirectoryLock?
 
     package init(configuration: ServiceConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -33,21 +34,31 @@ package final class ProvisioningService: Sendable {
             throw StartupFailure("cannot listen on \(configuration.host):\(configuration.port): \(error)")
         }
         let directory = configuration.dataDirectory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StartupFailure("data dir \(directory): cannot create it (\(error.localizedDescription))")
-        }
-        guard access(directory, W_OK | X_OK) == 0 else {
-            throw StartupFailure("data dir \(directory): not writable")
-        }
-        // Then the lock: a second provisiond on this data dir stops here, having changed nothing.
-        directoryLock = try DataDirectoryLock(directory: directory)
-        // The database next: if it is unusable, the start fails with one line and writes no token file.
-        do {
-            store = try TopicStore(directory: directory)
-        } catch {
-            throw StartupFailure("data dir \(directory): cannot open the database (\(error))")
+        if let url = configuration.postgresURL {
+            // Nothing goes to the data dir: the topic and the token are shared by every instance.
+            directoryLock = nil
+            do {
+                store = TopicStore(engine: try PostgresEngine.open(url: url))
+            } catch {
+                throw StartupFailure("database: \(error)")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw StartupFailure("data dir \(directory): cannot create it (\(error.localizedDescription))")
+            }
+            guard access(directory, W_OK | X_OK) == 0 else {
+                throw StartupFailure("data dir \(directory): not writable")
+            }
+            // Then the lock: a second provisiond on this data dir stops here, having changed nothing.
+            directoryLock = try DataDirectoryLock(directory: directory)
+            // The database next: if it is unusable, the start fails with one line and writes no token file.
+            do {
+                store = try TopicStore(directory: directory)
+            } catch {
+                throw StartupFailure("data dir \(directory): cannot open the database (\(error))")
+            }
         }
         let (token, source) = try APIToken.resolve(given: configuration.apiToken, dataDirectory: directory)
         switch source {

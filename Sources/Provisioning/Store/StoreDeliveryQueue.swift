@@ -47,10 +47,13 @@ final class StoreDeliveryQueue: DeliveryQueue {
         connection = nil
     }
 
-    /// The queue's connection; an error before `open` or after `close`.
+    /// The queue's connection; a new one when PostgreSQL's was lost (the
+    /// scan that lost it failed; the next one reconnects, or fails again
+    /// until the database is back).
     private func db() throws -> any SQLDatabase {
-        guard let connection else { throw StoreUnavailable("the delivery queue is not open") }
-        return connection
+        if let pg = connection as? PostgresConnection, pg.isBroken { connection = nil }
+        if connection == nil { connection = try engine.openDispatcherConnection() }
+        return connection!
     }
 
     /// A socket that becomes readable when another instance published (PostgreSQL's LISTEN); nil on SQLite.

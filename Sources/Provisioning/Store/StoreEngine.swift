@@ -33,14 +33,6 @@ protocol NotificationSource: AnyObject {
     func takeNotifications() -> Bool
 }
 
-/// The database cannot be reached now (PostgreSQL lost): the API answers 503
-/// with Retry-After, and everything resumes when it is back.
-struct StoreUnavailable: Error, CustomStringConvertible, Sendable {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
-}
-
 /// The SQLite store: one file in the data dir, one writer thread, readers on WAL.
 struct SQLiteEngine: StoreEngine {
     let path: String

@@ -92,7 +92,9 @@ extension TopicStore {
         return added
     }
 
-    static let notifySQL = SQL("SELECT pg_notify('provisiond_deliveries', '')")
+    /// The channel on which an instance tells the others' dispatchers that deliveries were created.
+    static let deliveriesChannel = "provisiond_deliveries"
+    static let notifySQL = SQL("SELECT pg_notify('\(deliveriesChannel)', '')")
 
     static let createDeliveriesSQL = SQL("""
         INSERT INTO deliveries (subscription_seq, event_seq, tenant_seq, domain, state, created_at, next_attempt_at)

@@ -240,7 +240,7 @@ package final class TopicStore: Sendable {
             else { return false }
             let now = WallClock.nowMillis()
             let last = try db.queryOne(
-                "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                "SELECT max(seq) FROM (SELECT seq FROM events WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?) AS batch",
                 [.integer(next), .integer(until), .int(batchSize)], map: { $0.optionalInt(0) }) ?? nil
             if let last {
                 // The events of live tenants, in order: in each domain only the

@@ -62,6 +62,13 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
         try PostgresConnection(url: url)
     }
 
+    /// The dispatcher's: it claims on it, and hears other instances' publishes.
+    func openDispatcherConnection() throws -> any SQLDatabase {
+        let connection = try connect()
+        try connection.listen(TopicStore.deliveriesChannel)
+        return connection
+    }
+
     // MARK: StoreEngine
 
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T) async throws -> T {
@@ -257,4 +264,10 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
 private final class Unchecked<Value>: @unchecked Sendable {
     var value: Value
     init(_ value: Value) { self.value = value }
+}
+
+extension PostgresConnection: NotificationSource {
+    var notificationSocket: Int32 { socket }
+
+    func takeNotifications() -> Bool { (try? notifications())?.isEmpty == false }
 }
