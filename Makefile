@@ -109,7 +109,7 @@ sanitize: deps
 
 # Issue 12's table: provisiond beside the limits of what it is built on (nginx,
 # SQLite's batched inserts, one libcurl-multi thread), each measured in the
-# same run, as ratios; plus the callgrind instruction counts. About 5 minutes;
+# same run, as ratios; plus the callgrind instruction counts. 3 to 5 minutes;
 # BENCH_QUICK=1 for a quick check. Also written to bench/last-run.md.
 bench: deps release
 	bench/table.sh

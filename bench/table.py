@@ -8,14 +8,20 @@ Usage: python3 bench/table.py RESULTS > bench/last-run.md"""
 import re
 import sys
 
-sections = {}  # section -> {key: value}; a repeated key (instructions' "line") keeps a list
+
+class Section(dict):
+    """key -> the last value given; .all(key) gives every value, in order."""
+
+    def all(self, key):
+        return self.get(key + "[]", [])
+
+
+sections = {}
 for raw in open(sys.argv[1]):
     section, key, value = raw.rstrip("\n").split("|", 2)
-    entry = sections.setdefault(section, {})
-    if key == "line" and section == "instructions":
-        entry.setdefault("lines", []).append(value)
-    else:
-        entry[key] = value
+    entry = sections.setdefault(section, Section())
+    entry[key] = value
+    entry.setdefault(key + "[]", []).append(value)
 
 
 def num(text):
@@ -26,8 +32,15 @@ def num(text):
 
 
 def rate(x, unit):
-    """47,512 -> '47.5k unit'."""
+    """47,512 -> '47.5k unit'; 1,401,000 -> '1.40M unit'."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M {unit}"
     return f"{x / 1000:.1f}k {unit}" if x >= 1000 else f"{x:.0f} {unit}"
+
+
+def median(values):
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2 if v else None
 
 
 def pct(ratio):
@@ -48,12 +61,14 @@ def verdict(*checks):
 
 
 rows, notes = [], []
-run = sections.get("run", {})
+run = sections.get("run", Section())
 
 h = sections.get("healthz")
 if h:
     p_rps, n_rps, p_p99, n_p99 = (num(h.get(k)) for k in ("p_rps", "n_rps", "p_p99_ms", "n_p99_ms"))
-    ratio = p_rps / n_rps if p_rps and n_rps else None
+    # Each round's ratio comes from two runs back to back; their median drifts less than the ratio of medians.
+    ratios = [float(r) for r in h.all("ratio")]
+    ratio = median(ratios)
     rows.append([
         "`GET /healthz`, wrk -t2 -c64",
         f"{rate(p_rps, 'req/s')}, p99 {p_p99:.2f} ms",
@@ -62,32 +77,47 @@ if h:
         "≥ 70 % of nginx, p99 ≤ nginx's",
         verdict(("ratio", ratio and ratio >= 0.70), ("p99", p_p99 <= n_p99)),
     ])
-    runs = "one run" if h["rounds"] == "1" else f"the median of {h['rounds']} runs"
-    notes.append(f"`GET /healthz`: {runs} of {h['seconds']} s each, provisiond and nginx alternating.")
+    rounds = "1 round" if h["rounds"] == "1" else f"{h['rounds']} rounds (medians)"
+    notes.append(f"`GET /healthz`: {rounds} of {h['seconds']} s per server, provisiond then nginx; the ratio is the "
+                 f"median of the rounds' ratios ({', '.join(pct(r) for r in ratios)}).")
 
 for name, s in sections.items():
     if not name.startswith("publish:"):
         continue
     store = s["store"]
-    line = s.get("line", "")
-    requests, non2xx, rps, p99 = (field(line, k) for k in ("requests", "non2xx", "rps", "p99"))
-    accepted = rps * (requests - non2xx) / requests if requests else 0
+    # One wrk line per round; the ceiling measured before the first round and after each
+    # (or one figure given for the store): each round's ratio uses the two around it.
+    rounds = []
+    for line in s.all("line"):
+        requests, non2xx, rps, p99 = (field(line, k) for k in ("requests", "non2xx", "rps", "p99"))
+        rounds.append((rps * (requests - non2xx) / requests if requests else 0, p99, non2xx))
+    ceilings = [c for c in (num(v) for v in s.all("ceiling")) if c]
+    per = num(s.get("rows_per_tenant"))
+    ratios = []
+    if per and ceilings:
+        for i, (accepted, _, _) in enumerate(rounds):
+            around = ceilings[i:i + 2] if len(ceilings) > len(rounds) else ceilings
+            ratios.append(accepted / (sum(around) / len(around) / per))
+    accepted, p99 = median(r[0] for r in rounds), median(r[1] for r in rounds)
+    non2xx = sum(r[2] for r in rounds)
+    ceiling = median(ceilings)
     cpu = num(s.get("cpu_us"))
-    ceiling, per = num(s.get("ceiling_rows_per_s")), num(s.get("rows_per_tenant"))
-    limit = ceiling / per if ceiling and per else None
-    ratio = accepted / limit if limit else None
+    ratio = median(ratios)
     rows.append([
         f"`POST /tenants` ({store}), 3 subscriptions paused, 64 clients",
         f"{rate(accepted, 'tenants/s')}, {cpu:.0f} µs of provisiond CPU per tenant, p99 {p99:.1f} ms",
-        f"{s.get('ceiling_label', '')}: {rate(ceiling, 'rows/s')} ÷ {per:g} rows per tenant = {rate(limit, 'tenants/s')}"
-        if limit else "not measured (BENCH_STORE_CEILING, BENCH_ROWS_PER_TENANT)",
+        f"{s.get('ceiling_label', '')}: {rate(ceiling, 'rows/s')} ÷ {per:g} rows per tenant = {rate(ceiling / per, 'tenants/s')}"
+        if ratio else "not measured (BENCH_STORE_CEILING, BENCH_ROWS_PER_TENANT)",
         pct(ratio),
         "≤ 100 µs CPU per tenant; ≥ 40 % of the ceiling ÷ rows per tenant",
         verdict(("CPU", cpu <= 100), ("ceiling", None if ratio is None else ratio >= 0.40)),
     ])
+    rounds_text = "1 round" if len(rounds) == 1 else f"{len(rounds)} rounds (medians)"
     notes.append(
-        f"`POST /tenants` ({store}): {int(s['tenants']):,} tenants in {s['seconds']} s, {non2xx:.0f} answers not 2xx; "
-        "the store's ceiling is the mean of a run just before and one just after; "
+        f"`POST /tenants` ({store}): {rounds_text} of {s['seconds'].split()[-1]} s, {int(s['tenants']):,} tenants, "
+        f"{non2xx:.0f} answers not 2xx; the ceiling ran before the first round and after each "
+        f"({', '.join(rate(c, 'rows/s') for c in ceilings)}), the ratio is the median of the rounds' ratios "
+        f"({', '.join(pct(r) for r in ratios)}), each against the mean of the ceilings around it; "
         + (f"rows one publish writes, counted by triggers (+ insert, ~ update, − delete): {s['rows_detail']}."
            if s.get("rows_detail") else "rows per tenant not counted for this store."))
 
@@ -123,8 +153,8 @@ for name, s in sections.items():
     ])
     notes.append(f"latency: {line.removeprefix('latency: ')}.")
 
-instructions = sections.get("instructions", {})
-for line in instructions.get("lines", []):
+instructions = sections.get("instructions", Section())
+for line in instructions.all("line"):
     m = re.match(r"(.*?)\s{2,}([\d,]+) instructions\s+([\d.]+) syscalls\s+per request \(n=(\d+)\)", line)
     if m:
         rows.append([f"instructions per {m.group(1)}, callgrind (n={int(m.group(4)):,})",
