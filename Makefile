@@ -11,13 +11,14 @@ RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev libpq-de
 # chromium, chromium-driver and selenium: the status page's browser test.
 # prometheus: for promtool, which checks the /metrics exposition in the e2e tests.
 # postgresql: the server the tests run the PostgreSQL store against (Tests/pg/postgres.sh).
-TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus postgresql
+# valgrind: the instruction counts of `make bench` (bench/instructions.sh).
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus postgresql valgrind
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PG_TEST      := Tests/pg/postgres.sh
 
-.PHONY: run build release test test-suites sanitize-suites status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
+.PHONY: run build release test test-suites sanitize-suites status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench bench-all clean
 
 run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -69,8 +70,11 @@ deps-python:
 check-openapi:
 	python3 -m openapi_spec_validator openapi.yaml
 
+# The store tests run twice: on SQLite, then on the test PostgreSQL (tests of
+# SQLite itself skip on that pass).
 test-swift: build
 	$(SWIFT) test
+	PROVISIOND_TEST_STORE=postgres $(SWIFT) test
 
 # End-to-end tests: the built binary, real receivers, curl, a Standard
 # Webhooks verifier we did not write, and the status page in headless Chromium.
@@ -124,7 +128,15 @@ sanitize-suites:
 	$(SWIFT) build --sanitize=address --scratch-path .build-asan --product provisiond
 	ASAN_OPTIONS="detect_leaks=0:halt_on_error=1" PROVISIOND_BIN=$(CURDIR)/.build-asan/debug/provisiond python3 -m pytest -q $(SANITIZER_E2E)
 
+# Issue 12's table: provisiond beside the limits of what it is built on (nginx,
+# SQLite's batched inserts, one libcurl-multi thread), each measured in the
+# same run, as ratios; plus the callgrind instruction counts. 3 to 5 minutes;
+# BENCH_QUICK=1 for a quick check. Also written to bench/last-run.md.
 bench: deps release
+	bench/table.sh
+
+# Every benchmark script once (backlog and outage included), raw output.
+bench-all: deps release
 	bench/run-all.sh
 
 clean:
