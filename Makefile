@@ -10,7 +10,8 @@ DATA_DIR     ?= ./data
 RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev pkg-config
 # chromium, chromium-driver and selenium: the status page's browser test.
 # prometheus: for promtool, which checks the /metrics exposition in the e2e tests.
-TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus
+# postgresql: the server (Tests/pg/postgres.sh) and psql, for the e2e and chaos runs on PostgreSQL.
+TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus postgresql
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -57,10 +58,20 @@ check-openapi:
 test-swift: build
 	$(SWIFT) test
 
+# A recipe line that begins with this has the tests' PostgreSQL server
+# running, its admin URL in $$url, and stops it when the line ends, whatever
+# its outcome.
+WITH_POSTGRES = url=$$(Tests/pg/postgres.sh start) && trap 'Tests/pg/postgres.sh stop' EXIT &&
+
 # End-to-end tests: the built binary, real receivers, curl, a Standard
 # Webhooks verifier we did not write, and the status page in headless Chromium.
+# Twice: on SQLite, then on PostgreSQL (a fresh database per data dir, the
+# SQLite-only tests skipped, and Tests/e2e/test_postgres.py's several
+# instances on one database).
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+	$(WITH_POSTGRES) PROVISIOND_TEST_STORE=postgres PROVISIOND_TEST_POSTGRES="$$url" \
+		PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
 
 # docs/status-page.png again: the status page test's three environments, at 1280x800.
 status-page-screenshot: deps build
