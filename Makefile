@@ -16,7 +16,7 @@ PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemath
 PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, schemathesis, selenium
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run build release test status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench clean
+.PHONY: run build release test status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos chaos-postgres fuzz sanitize bench clean
 
 run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -93,14 +93,23 @@ fuzz: deps-debian
 test-contract: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond Tests/contract/schemathesis.sh
 
-# A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the suite.
+# A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the
+# suite, on SQLite and on 2 instances sharing PostgreSQL.
 test-chaos: build
 	python3 bench/chaos.py --n 500 --crashes 1 --bin $(CURDIR)/.build/debug/provisiond
+	$(WITH_POSTGRES) python3 bench/chaos.py --n 500 --crashes 1 --bin $(CURDIR)/.build/debug/provisiond \
+		--postgres "$$url" --instances 2
 
-# The full chaos run: make chaos N=2000 to change its size.
+# The full chaos run: make chaos N=2000 to change its size. make chaos-postgres:
+# the same with INSTANCES processes (default 2) on one PostgreSQL database,
+# each kill -9 or the SIGTERM hitting one of them.
 N ?= 20000
+INSTANCES ?= 2
 chaos: deps release
 	python3 bench/chaos.py --n $(N) --crashes 3
+
+chaos-postgres: deps release
+	$(WITH_POSTGRES) python3 bench/chaos.py --n $(N) --crashes 3 --postgres "$$url" --instances $(INSTANCES)
 
 # Sanitizers: the Swift suites, then the service built with the same
 # sanitizer through the end-to-end tests (a report stops the process, which
