@@ -82,7 +82,10 @@ class Databases:
 
     def create(self):
         """A new empty database; its URL."""
-        name = f"provisiond_e2e_{os.getpid()}_{next(self._numbers)}"
+        number = next(self._numbers)
+        if number == 1:
+            self.sweep()
+        name = f"provisiond_e2e_{os.getpid()}_{number}"
         psql(self.admin_url, f'CREATE DATABASE "{name}"')
         self.made[name] = database_url(self.admin_url, name)
         return self.made[name]
@@ -93,6 +96,13 @@ class Databases:
         if key not in self.by_data_dir:
             self.by_data_dir[key] = self.create()
         return self.by_data_dir[key]
+
+    def sweep(self):
+        """Drops what an interrupted run left: databases of test processes that are gone."""
+        for name in psql(self.admin_url, "SELECT datname FROM pg_database WHERE datname LIKE 'provisiond\\_e2e\\_%'").split():
+            pid = int(name.split("_")[2])
+            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                psql(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop(self, name):
         psql(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
