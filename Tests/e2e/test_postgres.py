@@ -10,9 +10,11 @@ trust authentication on 127.0.0.1 (make test-e2e starts one); each test gets
 databases of its own. The restart test runs a private server of its own (it
 restarts it), from the server binaries that the Debian package installs."""
 import collections
+import email.utils
 import glob
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -44,6 +46,18 @@ LONG_LEASE = ["--claim-lease", "30s"]
 def database():
     """The URL of a fresh database on the test server (dropped after the test)."""
     return DATABASES.create()
+
+
+def retry_after(value):
+    """Whether a Retry-After value is one: seconds, or an HTTP date (RFC 9110)."""
+    if not value:
+        return False
+    if value.isdigit():
+        return True
+    try:
+        return email.utils.parsedate_to_datetime(value) is not None
+    except (TypeError, ValueError):
+        return False
 
 
 def readyz(hub):
@@ -439,7 +453,7 @@ def test_postgres_restarted_under_load_loses_nothing_and_no_instance_exits(priva
                 r = hub.session.request(method, hub.url + path, json={"name": "x", "url": rx.url}
                                         if method == "POST" else None, timeout=60)
                 assert_problem(r, 503)
-                assert r.headers.get("Retry-After", "").isdigit(), (path, r.headers)
+                assert retry_after(r.headers.get("Retry-After")), (path, r.headers)
         refused = len(publisher.unavailable)
         wait_until(lambda: len(publisher.unavailable) > refused, what="publishers refused with 503 while it is down")
         server.start()
@@ -455,7 +469,7 @@ def test_postgres_restarted_under_load_loses_nothing_and_no_instance_exits(priva
     assert all(p.poll() is None for p in processes), [p.returncode for p in processes]
     assert [h.svc.proc for h in hubs] == processes  # the same processes, never restarted
     assert not publisher.unexpected, publisher.unexpected[:5]
-    assert all(v and v.isdigit() for v in publisher.unavailable), set(publisher.unavailable)
+    assert all(retry_after(v) for v in publisher.unavailable), set(publisher.unavailable)
 
     # No acknowledged publish lost, none created twice; every one delivered after.
     listed = collections.defaultdict(list)
@@ -507,7 +521,7 @@ def test_an_unusable_database_at_start_exits_2_with_one_line_without_the_passwor
 def test_postgres_without_an_api_token_exits_2_saying_so(tmp_path, database):
     code, lines = run_bad("--port", "0", "--data-dir", str(tmp_path / "d"), "--database", database)
     assert code == 2 and len(lines) == 1, (code, lines)
-    assert "api-token" in lines[0].lower() or "api token" in lines[0].lower(), lines
+    assert re.search(r"api[-_ ]token", lines[0], re.I), lines
 
 
 def test_every_postgres_option_from_the_environment_and_the_password_never_shown(tmp_path, database):
