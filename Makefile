@@ -10,7 +10,7 @@ DATA_DIR     ?= ./data
 RUN_DEB_PACKAGES  := libsqlite3-dev libcurl4-openssl-dev libnghttp2-dev libpq-dev pkg-config
 # chromium, chromium-driver and selenium: the status page's browser test.
 # prometheus: for promtool, which checks the /metrics exposition in the e2e tests.
-# postgresql: the server the tests run the PostgreSQL store against (Tests/pg/postgres.sh).
+# postgresql: the server the tests run the PostgreSQL store against (Tests/pg/postgres.sh), and psql.
 # valgrind: the instruction counts of `make bench` (bench/instructions.sh).
 TEST_DEB_PACKAGES := curl openssl wrk nginx-light chromium chromium-driver prometheus postgresql valgrind
 PY_PACKAGES  := standardwebhooks openapi-spec-validator pytest requests schemathesis selenium
@@ -18,7 +18,7 @@ PY_IMPORTS   := standardwebhooks, openapi_spec_validator, pytest, requests, sche
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PG_TEST      := Tests/pg/postgres.sh
 
-.PHONY: run build release test test-suites sanitize-suites status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos fuzz sanitize bench bench-all clean
+.PHONY: run build release test test-suites sanitize-suites status-page-screenshot deps deps-run deps-debian deps-python test-swift test-e2e test-contract test-chaos test-fuzz-corpus check-openapi chaos chaos-postgres fuzz sanitize bench bench-all clean
 
 run: release
 	.build/release/provisiond serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
@@ -74,12 +74,25 @@ check-openapi:
 # SQLite itself skip on that pass).
 test-swift: build
 	$(SWIFT) test
-	PROVISIOND_TEST_STORE=postgres $(SWIFT) test
+	$(WITH_POSTGRES) PROVISIOND_TEST_STORE=postgres PROVISIOND_TEST_POSTGRES="$$url" $(SWIFT) test
+
+# A recipe line that begins with this has the tests' PostgreSQL server
+# running, its admin URL in $$url, and stops it when the line ends, whatever
+# its outcome.
+# The test PostgreSQL's admin URL in $$url: the one `make test` started for all
+# its steps, else one started for this recipe and stopped when it ends.
+WITH_POSTGRES = if [ -n "$${PROVISIOND_TEST_POSTGRES:-}" ]; then url=$$PROVISIOND_TEST_POSTGRES; \
+	else url=$$(Tests/pg/postgres.sh start) && trap 'Tests/pg/postgres.sh stop' EXIT; fi &&
 
 # End-to-end tests: the built binary, real receivers, curl, a Standard
 # Webhooks verifier we did not write, and the status page in headless Chromium.
+# Twice: on SQLite, then on PostgreSQL (a fresh database per data dir, the
+# SQLite-only tests skipped, and Tests/e2e/test_postgres.py's several
+# instances on one database).
 test-e2e: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
+	$(WITH_POSTGRES) PROVISIOND_TEST_STORE=postgres PROVISIOND_TEST_POSTGRES="$$url" \
+		PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond python3 -m pytest -q Tests/e2e
 
 # docs/status-page.png again: the status page test's three environments, at 1280x800.
 status-page-screenshot: deps build
@@ -101,14 +114,23 @@ fuzz: deps-debian
 test-contract: build
 	PROVISIOND_BIN=$(CURDIR)/.build/debug/provisiond Tests/contract/schemathesis.sh
 
-# A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the suite.
+# A short chaos run (500 tenants, one kill -9, one SIGTERM) is part of the
+# suite, on SQLite and on 2 instances sharing PostgreSQL.
 test-chaos: build
 	python3 bench/chaos.py --n 500 --crashes 1 --bin $(CURDIR)/.build/debug/provisiond
+	$(WITH_POSTGRES) python3 bench/chaos.py --n 500 --crashes 1 --bin $(CURDIR)/.build/debug/provisiond \
+		--postgres "$$url" --instances 2
 
-# The full chaos run: make chaos N=2000 to change its size.
+# The full chaos run: make chaos N=2000 to change its size. make chaos-postgres:
+# the same with INSTANCES processes (default 2) on one PostgreSQL database,
+# each kill -9 or the SIGTERM hitting one of them.
 N ?= 20000
+INSTANCES ?= 2
 chaos: deps release
 	python3 bench/chaos.py --n $(N) --crashes 3
+
+chaos-postgres: deps release
+	$(WITH_POSTGRES) python3 bench/chaos.py --n $(N) --crashes 3 --postgres "$$url" --instances $(INSTANCES)
 
 # Sanitizers: the Swift suites, then the service built with the same
 # sanitizer through the end-to-end tests (a report stops the process, which

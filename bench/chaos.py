@@ -5,12 +5,20 @@ receivers (healthy, flaky 30%, down for the first part); then drain and
 prove that nothing acknowledged was lost, every environment got every event
 of every domain in the order it was accepted, and every signature verifies.
 
+With --postgres ADMIN_URL, --instances processes share one fresh database
+on that server (made through the admin URL, dropped after a clean run):
+requests are spread over them (a request refused by a dead one goes to the
+next), and each crash or the SIGTERM stop hits one of them at random, which
+is then restarted; a dead one's claims are taken over after --claim-lease.
+
 Usage: chaos.py [--n 20000] [--crashes 3] [--bin PATH] [--seed S]
+                [--postgres ADMIN_URL [--instances 2] [--claim-lease 2s]]
 Prints one figures line last; exits 1 on any loss."""
 import argparse
 import base64
 import http.client
 import http.server
+import itertools
 import json
 import os
 import random
@@ -23,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -34,7 +43,16 @@ parser.add_argument("--bin", default=os.environ.get("PROVISIOND_BIN", os.path.jo
 parser.add_argument("--seed", type=int, default=None)
 parser.add_argument("--concurrency", type=int, default=16)
 parser.add_argument("--drain-timeout", type=float, default=600)
+parser.add_argument("--postgres", metavar="ADMIN_URL", help="run on a fresh database of this PostgreSQL server")
+parser.add_argument("--instances", type=int, default=None, help="processes on the one database (PostgreSQL; default 2)")
+parser.add_argument("--claim-lease", default="2s", help="--claim-lease of each instance (PostgreSQL)")
 args = parser.parse_args()
+if args.instances is None:
+    args.instances = 2 if args.postgres else 1
+if args.instances < 1 or (args.instances > 1 and not args.postgres):
+    parser.error("--instances above 1 needs --postgres: on SQLite one process owns the data dir")
+if args.postgres and not shutil.which("psql"):
+    parser.error("--postgres needs psql (Debian postgresql-client)")
 rng = random.Random(args.seed)
 TOKEN = "chaos-token"
 
@@ -115,9 +133,20 @@ class Receiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
+def psql(url, sql):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], check=True,
+                   stdout=subprocess.DEVNULL, timeout=120)
+
+
+def database_url(server_url, name):
+    """The URL of database `name` on the server of `server_url`."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(server_url)._replace(path="/" + name))
+
+
 class Service:
-    def __init__(self, binary, data_dir, port, log_path):
+    def __init__(self, binary, data_dir, port, log_path, extra=()):
         self.binary, self.data_dir, self.port, self.log_path = binary, data_dir, port, log_path
+        self.extra = list(extra)
         self.proc = None
 
     def start(self):
@@ -125,7 +154,7 @@ class Service:
         offset = log.tell()
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--port", str(self.port), "--data-dir", self.data_dir, "--api-token", TOKEN,
-             "--retry-initial", "100ms", "--retry-max", "2s", "--delivery-timeout", "5s"],
+             "--retry-initial", "100ms", "--retry-max", "2s", "--delivery-timeout", "5s", *self.extra],
             stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 30
@@ -164,13 +193,23 @@ def call(port, method, path, body=None, timeout=30):
 
 def main():
     work = tempfile.mkdtemp(prefix="provisiond-chaos.")
-    service = Service(args.bin, os.path.join(work, "data"), free_port(), os.path.join(work, "provisiond.log"))
+    extra = []
+    if args.postgres:
+        database = f"provisiond_chaos_{os.getpid()}"
+        psql(args.postgres, f'CREATE DATABASE "{database}"')
+        extra = ["--database", database_url(args.postgres, database), "--claim-lease", args.claim_lease]
+    # One data dir, port and log per instance (instance 0 keeps the names of a single-process run).
+    services = [Service(args.bin, os.path.join(work, "data" + (f"{k}" if k else "")), free_port(),
+                        os.path.join(work, "provisiond" + (f"{k}" if k else "") + ".log"), extra)
+                for k in range(args.instances)]
+    service = services[0]  # where the set-up and the final checks ask
     healthy = Receiver("healthy")
     flaky = Receiver("flaky", failure_rate=0.3)
     late = Receiver("late")
     healthy.start()
     flaky.start()
-    service.start()
+    for s in services:
+        s.start()
     for r in (healthy, flaky, late):
         status, _ = call(service.port, "POST", "/subscriptions",
                          {"name": r.name, "url": f"http://127.0.0.1:{r.port}/hook", "secret": r.secret})
@@ -181,9 +220,10 @@ def main():
     accepted_lock = threading.Lock()
     next_index = [0]
     publish_errors = [0]
+    turns = itertools.count()  # request k goes to instance k mod --instances
 
     def publisher():
-        conn = None
+        conns = [None] * len(services)
         while True:
             with accepted_lock:
                 if next_index[0] >= args.n:
@@ -202,24 +242,25 @@ def main():
             for method, path, payload, ok in steps:
                 path = path.replace("{id}", f"/tenants/{tenant_id}")
                 for _ in range(2000):  # like a real client: retry the same request until it is acknowledged
+                    k = next(turns) % len(services)  # a retry goes to the next instance
                     try:
-                        if conn is None:
-                            conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
-                        conn.request(method, path, json.dumps(payload) if payload is not None else None,
-                                     {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
-                        r = conn.getresponse()
+                        if conns[k] is None:
+                            conns[k] = http.client.HTTPConnection("127.0.0.1", services[k].port, timeout=30)
+                        conns[k].request(method, path, json.dumps(payload) if payload is not None else None,
+                                         {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+                        r = conns[k].getresponse()
                         data = r.read()
                         if r.status in ok:
                             tenant_id = tenant_id or json.loads(data)["id"]
                             break
                         publish_errors[0] += 1
                         if r.getheader("Connection", "").lower() == "close":
-                            conn.close()
-                            conn = None
+                            conns[k].close()
+                            conns[k] = None
                     except (OSError, http.client.HTTPException):
-                        if conn is not None:
-                            conn.close()
-                        conn = None
+                        if conns[k] is not None:
+                            conns[k].close()
+                        conns[k] = None
                         time.sleep(0.05)
                 else:
                     sys.exit(f"could not publish {method} {path} of {domain}")
@@ -232,7 +273,8 @@ def main():
     for t in threads:
         t.start()
 
-    # Crash points spread over the run; the SIGTERM stop comes at a random one of them.
+    # Crash points spread over the run; the SIGTERM stop comes at a random one of them;
+    # each hits one instance, chosen at random.
     points = sorted(rng.uniform(0.1, 0.9) for _ in range(args.crashes + 1))
     sigterm_at = rng.randrange(len(points))
     crashes = sigterms = 0
@@ -243,25 +285,26 @@ def main():
                 late.start()
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 0.2))
+        victim = rng.choice(services)
         if k == sigterm_at:
-            service.sigterm()
+            victim.sigterm()
             sigterms += 1
         else:
-            service.kill9()
+            victim.kill9()
             crashes += 1
-        service.start()
+        victim.start()
     for t in threads:
         t.join()
     if late.server is None:
         late.start()
     published_s = time.monotonic() - started
 
-    # Drain: every delivery acknowledged.
+    # Drain: every delivery acknowledged (the counts are the topic's, whichever instance answers).
     drain_start = time.monotonic()
     while True:
-        status, text = call(service.port, "GET", "/metrics")
-        backlog = sum(int(v) for v in re.findall(rb"^provisiond_delivery_backlog\{[^}]*\} (\d+)", text, re.M))
-        if status == 200 and backlog == 0:
+        status, page = call(service.port, "GET", "/subscriptions")
+        backlog = sum(x["counts"]["pending"] for x in page["items"]) if status == 200 else -1
+        if backlog == 0:
             break
         if time.monotonic() - drain_start > args.drain_timeout:
             print(f"chaos: backlog {backlog} did not drain in {args.drain_timeout:.0f} s")
@@ -290,17 +333,21 @@ def main():
     out_of_order = sum(1 for r in receivers for d, seen in r.versions.items() if seen != sorted(seen))
     duplicates = sum(sum(r.received.values()) - len(r.received) for r in (healthy, flaky, late))
     bad = sum(r.bad_signatures for r in (healthy, flaky, late))
-    service.sigterm()
+    for s in services:
+        s.sigterm()
     ok = (lost == 0 and twice == 0 and bad == 0 and out_of_order == 0 and delivered == expected_deliveries
           and len(accepted) == args.n)
     if ok:
         shutil.rmtree(work, ignore_errors=True)
+        if args.postgres:
+            psql(args.postgres, f'DROP DATABASE "{database}"')
     else:
-        print(f"chaos: kept {work} for inspection")
+        print(f"chaos: kept {work} for inspection" + (f" and database {database}" if args.postgres else ""))
     print(f"chaos: accepted={len(accepted)} events={sum(events.values())} lost={lost} created_twice={twice} "
           f"delivered={delivered}/{expected_deliveries} out_of_order={out_of_order} "
           f"duplicates={duplicates} bad_signatures={bad} crashes={crashes} sigterms={sigterms} "
-          f"publish_s={published_s:.1f} drain_s={drain_s:.1f}")
+          f"publish_s={published_s:.1f} drain_s={drain_s:.1f}"
+          + (f" store=postgres instances={args.instances}" if args.postgres else ""))
     sys.exit(0 if ok else 1)
 
 

@@ -1,15 +1,153 @@
-"""Shared fixtures: the real provisiond binary on a free loopback port."""
+"""Shared fixtures: the real provisiond binary on a free loopback port.
+
+The suite runs on either store. PROVISIOND_TEST_STORE=postgres (with
+PROVISIOND_TEST_POSTGRES, an admin URL of a PostgreSQL server) gives every
+provisiond it starts `--database` on a fresh database of that server, one
+per data dir (a restart on the same data dir finds its topic again), and an
+`--api-token` (PostgreSQL has no token file). Tests about the SQLite file,
+the data-dir lock or the token file are marked `sqlite_only` and skipped
+there."""
+import itertools
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import urllib.parse
 
 import pytest
 import requests
 
 BIN = os.environ.get("PROVISIOND_BIN", os.path.join(os.path.dirname(__file__), "../../.build/debug/provisiond"))
+
+# ---------------------------------------------------------------------------
+# The store under test.
+
+STORE = os.environ.get("PROVISIOND_TEST_STORE", "sqlite")
+POSTGRES_ADMIN = os.environ.get("PROVISIOND_TEST_POSTGRES")  # postgres://postgres@127.0.0.1:PORT/postgres
+ON_POSTGRES = STORE == "postgres"
+# A lease far shorter than the 30 s default, so that a test that kills a
+# process and restarts it sees the dead one's claims taken over within its
+# usual bounded waits. A live instance keeps its claims however long an
+# attempt takes, so no test that does not kill gets a second attempt from it.
+CLAIM_LEASE = os.environ.get("PROVISIOND_TEST_CLAIM_LEASE", "5s")
+
+
+def pytest_configure(config):
+    if STORE not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"PROVISIOND_TEST_STORE={STORE!r}: sqlite or postgres")
+    if ON_POSTGRES and not POSTGRES_ADMIN:
+        raise pytest.UsageError("PROVISIOND_TEST_STORE=postgres needs PROVISIOND_TEST_POSTGRES, "
+                                "an admin URL such as postgres://postgres@127.0.0.1:5432/postgres")
+    if POSTGRES_ADMIN and not shutil.which("psql"):
+        raise pytest.UsageError("PROVISIOND_TEST_POSTGRES is set but psql (Debian postgresql-client) is missing")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if DATABASES:
+        DATABASES.drop_all()
+
+
+def sqlite_only(why):
+    """Marks a test about the SQLite store itself (its file, the data-dir
+    lock, the generated token file): skipped when the suite runs on PostgreSQL."""
+    return pytest.mark.skipif(ON_POSTGRES, reason=f"about the SQLite store: {why}")
+
+
+def psql(url, sql, timeout=60):
+    """Runs one SQL command with psql; returns its unaligned, tuples-only output."""
+    p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                       capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"psql {sql!r}: {p.stderr.strip()}")
+    return p.stdout
+
+
+def database_url(server_url, name):
+    """The URL of database `name` on the server of `server_url` (same user, host, port, options)."""
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(server_url)._replace(path="/" + name))
+
+
+class Databases:
+    """Fresh databases on one PostgreSQL server, made through its admin URL
+    and dropped once no running provisiond of the suite uses them."""
+
+    def __init__(self, admin_url):
+        self.admin_url = admin_url
+        self.made = {}  # name -> URL
+        self.by_data_dir = {}  # real path of a data dir -> URL
+        self._numbers = itertools.count(1)
+
+    def create(self):
+        """A new empty database; its URL."""
+        number = next(self._numbers)
+        if number == 1:
+            self.sweep()
+        name = f"provisiond_e2e_{os.getpid()}_{number}"
+        psql(self.admin_url, f'CREATE DATABASE "{name}"')
+        self.made[name] = database_url(self.admin_url, name)
+        return self.made[name]
+
+    def for_data_dir(self, data_dir):
+        """The database of a data dir: made at its first use, the same on every restart."""
+        key = os.path.realpath(data_dir)
+        if key not in self.by_data_dir:
+            self.by_data_dir[key] = self.create()
+        return self.by_data_dir[key]
+
+    def sweep(self):
+        """Drops what an interrupted run left: databases of test processes that are gone."""
+        for name in psql(self.admin_url, "SELECT datname FROM pg_database WHERE datname LIKE 'provisiond\\_e2e\\_%'").split():
+            pid = int(name.split("_")[2])
+            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                psql(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop(self, name):
+        psql(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        url = self.made.pop(name)
+        self.by_data_dir = {k: v for k, v in self.by_data_dir.items() if v != url}
+
+    def drop_unused(self):
+        """Drops every database that no running provisiond was started with."""
+        in_use = set()
+        for p in _started:
+            if p.proc is not None and p.proc.poll() is None:
+                in_use |= set(p.args) | set(p.env.values())
+        _started[:] = [p for p in _started if p.proc is not None and p.proc.poll() is None]
+        for name, url in list(self.made.items()):
+            if url not in in_use:
+                self.drop(name)
+
+    def drop_all(self):
+        for name in list(self.made):
+            self.drop(name)
+
+
+DATABASES = Databases(POSTGRES_ADMIN) if POSTGRES_ADMIN else None
+_started = []  # every Provisiond started, to know which databases are still in use
+
+
+@pytest.fixture(autouse=True)
+def _drop_databases_after_each_test():
+    """Autouse, so set up before the test's other fixtures and torn down after
+    them: the databases its processes used are dropped once they stopped."""
+    yield
+    if DATABASES:
+        DATABASES.drop_unused()
+
+
+def store_args(data_dir, args, env):
+    """What a provisiond needs on the store under test, unless the test chose its database itself."""
+    if not ON_POSTGRES or "--database" in args or "PROVISIOND_DATABASE" in env:
+        return []
+    extra = ["--database", DATABASES.for_data_dir(data_dir)]
+    if "--api-token" not in args and "PROVISIOND_API_TOKEN" not in env:
+        extra += ["--api-token", TOKEN]
+    if "--claim-lease" not in args and "PROVISIOND_CLAIM_LEASE" not in env:
+        extra += ["--claim-lease", CLAIM_LEASE]
+    return extra
 
 
 class Provisiond:
@@ -17,25 +155,33 @@ class Provisiond:
 
     def __init__(self, data_dir, *args, env=None, max_fds=None):
         self.data_dir = data_dir
-        self.args = list(args)
         self.env = env or {}
+        self.args = list(args) + store_args(data_dir, args, self.env)
         self.max_fds = max_fds  # ulimit -n for the process
         self.proc = None
         self.port = None
         self.log_path = os.path.normpath(data_dir) + ".log"
 
     def start(self, timeout=30):
+        return self.launch().wait_listening(timeout)
+
+    def launch(self):
+        """Starts the process without waiting for it to listen (several at once: launch each, then wait)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIOND_")}
         env.update(self.env)
         self.log = open(self.log_path, "ab")
-        start_offset = self.log.tell()
+        self._start_offset = self.log.tell()
         self.proc = subprocess.Popen(
             [BIN, "serve", "--port", "0", "--data-dir", self.data_dir, *self.args],
             stdout=self.log, stderr=self.log, env=env, preexec_fn=self._limits)
+        _started.append(self)
+        return self
+
+    def wait_listening(self, timeout=30):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:
-                f.seek(start_offset)
+                f.seek(self._start_offset)
                 m = re.search(rb"listening on http://[^\s\"]+:(\d+)", f.read())
             if m:
                 self.port = int(m.group(1))

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import BIN, Provisiond, wait_until
+from conftest import BIN, ON_POSTGRES, Provisiond, sqlite_only, wait_until
 
 
 def test_healthz_and_graceful_sigterm(service):
@@ -22,6 +22,7 @@ def test_healthz_and_graceful_sigterm(service):
     assert "stopped" in service.output()
 
 
+@sqlite_only("the generated token file (PostgreSQL needs --api-token)")
 def test_generated_token_is_private_and_reused(data_dir):
     first = Provisiond(data_dir).start()
     token = first.token
@@ -168,7 +169,10 @@ def test_json_logs_carry_version_store_and_backlog_at_start_and_a_summary_at_sto
     assert re.fullmatch(r"listening on http://127\.0\.0\.1:\d+", start["message"])
     assert start["level"] == "info"
     assert start["version"] == source_version()
-    assert start["store"] == "sqlite " + os.path.join(data, "provisiond.sqlite3")
+    if ON_POSTGRES:
+        assert start["store"].lower().startswith("postgres"), start
+    else:
+        assert start["store"] == "sqlite " + os.path.join(data, "provisiond.sqlite3")
     assert start["backlog"] == 0
     summary = logs[-1]
     assert summary["message"].startswith("stopped"), summary
@@ -188,7 +192,8 @@ def test_text_logs_are_one_line_per_event_with_the_start_fields(service):
     lines = service.output().splitlines()
     start = next(l for l in lines if "listening on http://" in l)
     assert re.match(r"^\S+Z info listening on http://127\.0\.0\.1:\d+ ", start), start
-    assert f"version={source_version()}" in start and "backlog=0" in start and 'store="sqlite ' in start, start
+    assert f"version={source_version()}" in start and "backlog=0" in start, start
+    assert re.search(r'store="?postgres' if ON_POSTGRES else r'store="sqlite ', start, re.I), start
     assert re.search(r" info stopped after .* tenants accepted", lines[-1]), lines[-1]
 
 
@@ -264,6 +269,7 @@ def test_flag_beats_environment(data_dir):
         s.stop()
 
 
+@sqlite_only("a corrupt SQLite file")
 def test_corrupt_database_exits_2_with_one_line_and_writes_nothing(tmp_path):
     data = tmp_path / "d"
     data.mkdir()
@@ -284,6 +290,7 @@ def tree(path):
     return found
 
 
+@sqlite_only("the data-dir lock")
 def test_a_second_process_on_a_data_dir_in_use_is_refused_and_changes_nothing(tmp_path):
     from receivers import Receiver
     rx = Receiver("one")
@@ -310,6 +317,7 @@ def test_a_second_process_on_a_data_dir_in_use_is_refused_and_changes_nothing(tm
         rx.stop()
 
 
+@sqlite_only("the data-dir lock")
 def test_the_lock_dies_with_its_process(tmp_path):
     data = str(tmp_path / "d")
     first = Provisiond(data).start()
@@ -342,8 +350,10 @@ def test_database_takes_sqlite_and_refuses_others_without_echoing_them(tmp_path)
         assert requests.get(s.url + "/healthz").status_code == 200
     finally:
         s.stop()
-    for args, env in [(["--database", "postgres://app:s3cret@db.example:5432/topic"], None),
-                      ([], {"PROVISIOND_DATABASE": "postgres://app:s3cret@db.example/topic"})]:
+    # Another scheme, and PostgreSQL without the token every instance must share.
+    for args, env in [(["--database", "mysql://app:s3cret@db.example:3306/topic"], None),
+                      ([], {"PROVISIOND_DATABASE": "mysql://app:s3cret@db.example/topic"}),
+                      (["--database", "postgres://app:s3cret@db.example:5432/topic"], None)]:
         code, lines = run_bad("--port", "0", "--data-dir", str(tmp_path / "e"), *args, env=env)
         assert code == 2 and len(lines) == 1 and "--database" in lines[0], lines
         assert "s3cret" not in lines[0], lines

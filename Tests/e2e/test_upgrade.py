@@ -10,8 +10,10 @@ import sqlite3
 import subprocess
 import time
 
-from conftest import BIN, TOKEN, Provisiond, wait_until
+from conftest import BIN, TOKEN, Provisiond, sqlite_only, wait_until
 from receivers import Receiver, verify
+
+pytestmark = sqlite_only("an old SQLite file upgraded in place")
 
 # The schema of that release, exactly as its migrations 1 and 2 made it.
 SCHEMA_V2 = """
