@@ -168,8 +168,9 @@ struct Serve: AsyncParsableCommand {
             config.postgresURL = database
         }
         config.claimLease = try value(claimLease, "claim-lease", OptionValue.positiveDuration) ?? config.claimLease
-        guard config.postgresURL == nil || config.claimLease > config.deliveryTimeout else {
-            throw ValidationError("--claim-lease: must be longer than --delivery-timeout (\(DurationParser.format(config.deliveryTimeout))), or another instance would resend attempts still in flight")
+        // Renewed every second while an attempt is in flight: shorter would lapse between renewals.
+        guard config.claimLease >= .seconds(2) else {
+            throw ValidationError("--claim-lease: must be at least 2s (a live instance renews its claims every second)")
         }
         guard config.retryMax >= config.retryInitial else {
             throw ValidationError("--retry-max: must be at least --retry-initial (\(DurationParser.format(config.retryInitial)))")

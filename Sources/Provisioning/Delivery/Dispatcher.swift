@@ -191,6 +191,7 @@ final class Dispatcher: @unchecked Sendable {
             }
             curl.perform()
             collectFinished()
+            renewClaims(now: now)
             let wait = stopDeadline != nil || !unrecorded.isEmpty ? 50 : max(0, min(1000, nextScanAt - WallClock.nowMillis()))
             // Another instance's publish wakes this one through the queue's socket (PostgreSQL's NOTIFY).
             curl.poll(timeoutMs: Int(wait), alsoWatching: queue.wakeSocket)
@@ -276,6 +277,21 @@ final class Dispatcher: @unchecked Sendable {
         guard var state = subscriptions[seq], state.unwritten == 0 else { return }
         state.breaker.adopt(stored)
         subscriptions[seq] = state
+    }
+
+    /// When the claims of what this process holds were last extended.
+    private var claimsRenewedAt: Int64 = 0
+
+    /// Every second, the leases of what is busy here (see `DeliveryQueue.renewClaims`).
+    private func renewClaims(now: Int64) {
+        guard now - claimsRenewedAt >= 1000 else { return }
+        claimsRenewedAt = now
+        let held = subscriptions.values.flatMap(\.busy)
+        do {
+            try queue.renewClaims(held, now: now)
+        } catch {
+            logger.error("could not renew the claims of \(held.count) deliveries in flight: \(error)")
+        }
     }
 
     /// A deleted subscription: stop its attempts; its rows are gone already.

@@ -110,6 +110,10 @@ final class StoreDeliveryQueue: DeliveryQueue {
     private func claim(_ db: any SQLDatabase, subscription: Int64, now: Int64, limit: Int) throws -> [Int64] {
         try db.run("BEGIN")
         do {
+            // The lock first, in a statement of its own: read committed gives the
+            // next statement a snapshot taken after it, so the count below sees
+            // the claims of the instance that held the lock before.
+            try db.run(StoreDeliveryQueue.lockSubscriptionSQL, [.integer(subscription)])
             guard let (breaker, live) = try db.queryOne(StoreDeliveryQueue.claimStateSQL,
                 [.integer(subscription), .integer(now), .integer(subscription)], map: { row in
                     (Breaker(consecutiveFailures: Int(row.int(0)), failedProbes: Int(row.int(1)), probeNotBefore: row.int(2),
@@ -134,11 +138,25 @@ final class StoreDeliveryQueue: DeliveryQueue {
         }
     }
 
-    /// The subscription's breaker as stored, and its live claims (locks its row).
+    func renewClaims(_ deliveries: [Int64], now: Int64) throws {
+        guard engine.dialect == .postgres, !deliveries.isEmpty else { return }
+        try db().run(StoreDeliveryQueue.renewSQL,
+            [.integer(now + claimLease), .text(instance), .text(deliveries.map(String.init).joined(separator: ","))])
+    }
+
+    /// PostgreSQL only (renewing is a no-op on SQLite): the seqs go as one comma-separated text.
+    static let renewSQL = SQL("""
+        UPDATE deliveries SET claimed_until = ?
+        WHERE claimed_by = ? AND state = 0 AND seq = ANY(string_to_array(?, ',')::bigint[])
+        """)
+
+    static let lockSubscriptionSQL = SQL("SELECT 1 FROM subscriptions WHERE seq = ? FOR UPDATE")
+
+    /// The subscription's breaker as stored, and its live claims.
     static let claimStateSQL = SQL("""
         SELECT failures, failed_probes, probe_not_before, down_since,
             (SELECT count(*) FROM deliveries WHERE subscription_seq = ? AND state = 0 AND claimed_until > ?)
-        FROM subscriptions WHERE seq = ? FOR UPDATE
+        FROM subscriptions WHERE seq = ?
         """)
 
     /// Due heads, unclaimed or with a lapsed lease (a dead instance's), oldest first.
