@@ -73,8 +73,8 @@ check-openapi:
 # The store tests run twice: on SQLite, then on the test PostgreSQL (tests of
 # SQLite itself skip on that pass).
 test-swift: build
-	$(SWIFT) test
-	$(WITH_POSTGRES) PROVISIOND_TEST_STORE=postgres PROVISIOND_TEST_POSTGRES="$$url" $(SWIFT) test
+	$(WITH_POSTGRES) PROVISIOND_TEST_POSTGRES="$$url" $(SWIFT) test && \
+		PROVISIOND_TEST_STORE=postgres PROVISIOND_TEST_POSTGRES="$$url" $(SWIFT) test
 
 # A recipe line that begins with this has the tests' PostgreSQL server
 # running, its admin URL in $$url, and stops it when the line ends, whatever

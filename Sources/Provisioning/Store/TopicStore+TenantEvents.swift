@@ -51,9 +51,9 @@ extension TopicStore {
         let payload = JSON.object([
             ("type", .string(type.rawValue)), ("timestamp", .string(WallClock.rfc3339(now))), ("data", row.data(fields)),
         ]).serialized()
-        row.lastEventSeq = try db.queryOne(insertEventSQL,
+        row.lastEventSeq = try db.insert(insertEventSQL,
             [.text(RandomToken.identifier("evt")), .text(type.rawValue), .integer(row.seq), .text(row.domain), .int(row.version),
-             .blob(payload), .integer(now)], map: { $0.int(0) })!
+             .blob(payload), .integer(now)])
         let added = try createDeliveries(
             db, eventSeq: row.lastEventSeq, type: type, tenantSeq: row.seq, domain: row.domain, now: now)
         // The row with its pending count; its status bucket moves if the count or deleted_at changed it.
@@ -106,7 +106,7 @@ extension TopicStore {
         """)
     static let countCreatedSQL = SQL("UPDATE subscriptions SET pending_n = pending_n + 1 WHERE instr(events, ?1) > 0 AND seq IS DISTINCT FROM CAST(?2 AS BIGINT)")
     static let insertEventSQL = SQL(
-        "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq")
+        "INSERT INTO events (id, type, tenant_seq, domain, version, payload, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
     static let updateTenantSQL = SQL("""
         UPDATE tenants SET active = ?, version = ?, updated_at = ?, deleted_at = ?, last_event_seq = ?, pending_n = pending_n + ?
         WHERE seq = ? RETURNING pending_n, failed_n

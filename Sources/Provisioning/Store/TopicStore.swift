@@ -65,18 +65,19 @@ package final class TopicStore: Sendable {
             }
             let now = WallClock.nowMillis()
             let id = RandomToken.identifier("ten")
-            let seq = try db.queryOne(
-                """
-                INSERT INTO tenants (id, domain, request, active, version, last_event_seq, created_at, updated_at)
-                VALUES (?, ?, ?, 1, 0, 0, ?, ?) RETURNING seq
-                """,
-                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)], map: { $0.int(0) })!
+            let seq = try db.insert(TopicStore.insertTenantSQL,
+                [.text(id), .text(request.domain), .text(request.canonical), .integer(now), .integer(now)])
             var row = TenantRow(seq: seq, id: id, domain: request.domain, createdAt: now)
             let fields = TenantFields(admin: request.admin, plan: request.plan, attributes: request.attributes)
             try TopicStore.appendEvent(db, tenant: &row, type: .tenantCreated, fields: fields, now: now)
             return .created(try TopicStore.tenant(db, row: row, data: row.data(fields)))
         }
     }
+
+    static let insertTenantSQL = SQL("""
+        INSERT INTO tenants (id, domain, request, active, version, last_event_seq, created_at, updated_at)
+        VALUES (?, ?, ?, 1, 0, 0, ?, ?)
+        """)
 
     func tenant(id: String) async throws -> Tenant? {
         try await engine.read { db in

@@ -45,6 +45,7 @@ final class PostgresConnection: SQLDatabase {
     let handle: OpaquePointer
     private var keyedStatements: [ObjectIdentifier: (sql: SQL, statement: PreparedStatement)] = [:]
     private var statements: [String: PreparedStatement] = [:]
+    private var returningStatements: [ObjectIdentifier: (sql: SQL, statement: PreparedStatement)] = [:]
     private var statementNumber = 0
     /// The last error a statement on this connection raised: what aborted the
     /// transaction when the caller caught it and went on.
@@ -138,6 +139,24 @@ final class PostgresConnection: SQLDatabase {
             keyedStatements[ObjectIdentifier(sql)] = (sql, statement)
         }
         return try run(statement, bindings, each: each)
+    }
+
+    /// The INSERT with RETURNING seq, prepared once per statement like the others.
+    func insert(_ sql: SQL, _ bindings: [SQLValue]) throws -> Int64 {
+        let statement: PreparedStatement
+        if let cached = returningStatements[ObjectIdentifier(sql)], cached.sql === sql {
+            statement = cached.statement
+        } else {
+            statement = try prepare(sql.text + " RETURNING seq")
+            returningStatements[ObjectIdentifier(sql)] = (sql, statement)
+        }
+        var seq: Int64?
+        try run(statement, bindings) { row in
+            seq = row.int(0)
+            return false
+        }
+        guard let seq else { throw PostgresError(message: "an INSERT gave no row") }
+        return seq
     }
 
     @discardableResult

@@ -17,6 +17,10 @@ protocol SQLDatabase: AnyObject {
     /// The same for a statement built at run time (prepared and cached by its text).
     @discardableResult
     func execute(text: String, _ bindings: [SQLValue], each: (SQLRow) throws -> Bool) throws -> Int
+    /// Runs an INSERT of one row into a table keyed by `seq`; gives that seq.
+    /// SQLite reads it back for free (last_insert_rowid); PostgreSQL adds
+    /// RETURNING seq, which costs SQLite a result table per row.
+    func insert(_ sql: SQL, _ bindings: [SQLValue]) throws -> Int64
 }
 
 enum SQLDialect: Sendable {

@@ -81,6 +81,11 @@ final class SQLiteConnection: SQLDatabase {
         try execute(statement: prepare(sql), bindings, each: each)
     }
 
+    func insert(_ sql: SQL, _ bindings: [SQLValue]) throws -> Int64 {
+        try execute(sql, bindings) { _ in true }
+        return sqlite3_last_insert_rowid(handle)
+    }
+
     func execute(text sql: String, _ bindings: [SQLValue], each: (SQLRow) throws -> Bool) throws -> Int {
         try execute(statement: prepare(sql), bindings, each: each)
     }
