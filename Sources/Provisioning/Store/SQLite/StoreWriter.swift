@@ -102,26 +102,33 @@ final class StoreWriter: @unchecked Sendable {
     /// error rolled back the whole transaction (see below), else nil.
     private func commitGroup(_ group: [WriteJob]) -> [WriteJob]? {
         do {
-            try connection.execute("BEGIN IMMEDIATE")
+            try connection.run(StoreWriter.begin)
         } catch {
             for job in group { job.complete(commitError: error) }
             return nil
         }
+        // A job alone needs no savepoint: if it fails, the transaction is its own to undo.
+        if group.count == 1, let job = group.first {
+            if job.run(connection) { return commitRun(group) }
+            try? connection.run(StoreWriter.rollback)
+            job.complete(commitError: nil)
+            return nil
+        }
         for (index, job) in group.enumerated() {
             do {
-                try connection.execute("SAVEPOINT job")
+                try connection.run(StoreWriter.savepoint)
                 if job.run(connection) {
-                    try connection.execute("RELEASE job")
+                    try connection.run(StoreWriter.release)
                 } else {
-                    try connection.execute("ROLLBACK TO job")
-                    try connection.execute("RELEASE job")
+                    try connection.run(StoreWriter.rollbackToSavepoint)
+                    try connection.run(StoreWriter.release)
                 }
             } catch {
                 // The savepoint itself failed (mostly: SQLite already rolled the
                 // transaction back, see below). This job's writes can then only be
                 // undone with the whole transaction.
                 job.fail(error)
-                try? connection.execute("ROLLBACK")
+                try? connection.run(StoreWriter.rollback)
             }
             // Some errors (interrupt, disk full, I/O error) make SQLite roll back
             // the whole transaction, not just the savepoint: the jobs before this
@@ -135,18 +142,31 @@ final class StoreWriter: @unchecked Sendable {
                 return others.isEmpty ? nil : others
             }
         }
+        return commitRun(group)
+    }
+
+    /// Commits the group that ran; each job learns the outcome.
+    private func commitRun(_ group: [WriteJob]) -> [WriteJob]? {
         do {
-            try connection.execute("COMMIT")
+            try connection.run(StoreWriter.commit)
             condition.lock()
             committedGroups += 1
             condition.unlock()
             for job in group { job.complete(commitError: nil) }
         } catch {
-            try? connection.execute("ROLLBACK")
+            try? connection.run(StoreWriter.rollback)
             for job in group { job.complete(commitError: error) }
         }
         return nil
     }
+
+    // Prepared once: sqlite3_exec would parse them again for every group and job.
+    private static let begin = SQL("BEGIN IMMEDIATE")
+    private static let commit = SQL("COMMIT")
+    private static let rollback = SQL("ROLLBACK")
+    private static let savepoint = SQL("SAVEPOINT job")
+    private static let release = SQL("RELEASE job")
+    private static let rollbackToSavepoint = SQL("ROLLBACK TO job")
 }
 
 private protocol WriteJob: AnyObject {
