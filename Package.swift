@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "Provisioning",
             dependencies: [
-                "Essentials", "HTTPServer", "CSQLite", "CPostgreSQL", "CCurl",
+                "Essentials", "HTTPServer", "CSQLite", "CPostgreSQL", "CCurl", "CLinux",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),

@@ -1,13 +1,18 @@
+import CLinux
+import Glibc
+
 /// Random identifiers and secrets from the system's cryptographic source
-/// (getrandom on Linux, through SystemRandomNumberGenerator).
+/// (getrandom on Linux).
 enum RandomToken {
     static func bytes(_ count: Int) -> [UInt8] {
-        // One draw of the system generator per 8 bytes (each is a getrandom call), not one per byte.
-        var generator = SystemRandomNumberGenerator()
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(count + 7)
-        while bytes.count < count { withUnsafeBytes(of: generator.next()) { bytes.append(contentsOf: $0) } }
-        return Array(bytes.prefix(count))
+        // One getrandom call for them all (SystemRandomNumberGenerator makes one per 8 bytes).
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let got = bytes.withUnsafeMutableBytes { getrandom($0.baseAddress! + filled, count - filled, 0) }
+            if got > 0 { filled += got } else if errno != EINTR { fatalError("getrandom failed: errno \(errno)") }
+        }
+        return bytes
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

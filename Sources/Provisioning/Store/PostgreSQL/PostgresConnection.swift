@@ -151,7 +151,7 @@ final class PostgresConnection: SQLDatabase {
             returningStatements[ObjectIdentifier(sql)] = (sql, statement)
         }
         var seq: Int64?
-        try run(statement, bindings) { row in
+        _ = try run(statement, bindings) { row in
             seq = row.int(0)
             return false
         }

@@ -82,7 +82,7 @@ final class SQLiteConnection: SQLDatabase {
     }
 
     func insert(_ sql: SQL, _ bindings: [SQLValue]) throws -> Int64 {
-        try execute(sql, bindings) { _ in true }
+        _ = try execute(sql, bindings) { _ in true }
         return sqlite3_last_insert_rowid(handle)
     }
 
