@@ -269,6 +269,20 @@ final class PostgresConnection: SQLDatabase {
     private static let diagMessage = Int32(UInt8(ascii: "M"))
     private static let diagDetail = Int32(UInt8(ascii: "D"))
 
+    /// The owner's connection (a pool worker's, the writer's): `connection`
+    /// while it is usable, else a new one; `StoreUnavailable` when none can be opened.
+    static func ready(_ connection: inout PostgresConnection?, url: String) throws -> PostgresConnection {
+        if let open = connection, !open.isBroken { return open }
+        connection = nil
+        do {
+            let open = try PostgresConnection(url: url)
+            connection = open
+            return open
+        } catch let error as PostgresError {
+            throw StoreUnavailable(error.message)
+        }
+    }
+
     // MARK: LISTEN / NOTIFY
 
     /// Receives the notifications of `channel` from now on (`SELECT pg_notify(channel, payload)`

@@ -1,18 +1,19 @@
 import CPostgreSQL
 import Foundation
 
-/// The PostgreSQL store: transactions on a pool of connections that several
-/// provisiond instances share one database through.
+/// The PostgreSQL store, which several provisiond instances share one
+/// database through.
 ///
-/// Up to `maxConnections` worker threads, started as work comes, each own one
-/// connection (opened when first needed, opened again after it is lost) and
-/// take transactions in the order they were asked for. libpq blocks, so no
-/// transaction ever runs on Swift's cooperative threads.
-///
-/// Writes run SERIALIZABLE and are run again on a serialization failure or a
+/// Writes go to one group-committing writer (`PostgresGroupWriter`): its
+/// groups run SERIALIZABLE and run again on a serialization failure or a
 /// deadlock, so the store's shared code, written for SQLite's single writer,
-/// behaves as if every write ran alone, across every instance. A lost
-/// connection makes the transaction throw `StoreUnavailable`.
+/// behaves as if every write ran alone, across every instance.
+///
+/// Reads run on a pool: up to `maxConnections` worker threads, started as
+/// work comes, each own one connection (opened when first needed, opened
+/// again after it is lost) and take reads in the order they were asked for.
+/// libpq blocks, so no transaction ever runs on Swift's cooperative threads.
+/// A lost connection makes the transaction throw `StoreUnavailable`.
 final class PostgresEngine: StoreEngine, @unchecked Sendable {
     typealias Job = @Sendable (inout PostgresConnection?) -> Void
 
@@ -20,8 +21,7 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
     let maxConnections: Int
     /// "postgres host:port/db": no user, no password.
     let description: String
-    /// How many times a write runs at most when it keeps conflicting.
-    let maxAttempts = 50
+    private let writer: PostgresGroupWriter
 
     private let condition = NSCondition()
     private var jobs: [Job] = []
@@ -31,18 +31,14 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
     /// Connections opened before any worker (the one that ran the migrations).
     private var spare: [PostgresConnection] = []
     private var closed = false
-    private var committed = 0
 
     var dialect: SQLDialect { .postgres }
 
-    var commits: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return committed
-    }
+    var commits: Int { writer.commits }
 
     private init(url: String, maxConnections: Int, first: PostgresConnection) {
         self.url = url
+        writer = PostgresGroupWriter(url: url)
         self.maxConnections = max(1, maxConnections)
         description = "postgres \(first.location)"
         spare = [first]
@@ -77,16 +73,15 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
         }
     }
 
+    /// Through the group writer (see `PostgresGroupWriter`), not the pool.
     func write<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T, completion: @escaping @Sendable (Result<T, Error>) -> Void) {
-        submit({ [self] connection in
-            completion(Result { try transaction(&connection, write: true, body) })
-        }, failure: { completion(.failure($0)) })
+        writer.enqueue(TypedWriteJob(body: body, completion: completion))
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (any SQLDatabase) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             submit({ [self] connection in
-                continuation.resume(with: Result { try transaction(&connection, write: false, body) })
+                continuation.resume(with: Result { try read(&connection, body) })
             }, failure: { continuation.resume(throwing: $0) })
         }
     }
@@ -99,7 +94,7 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
             let outcome = Unchecked<Result<T, Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             submit({ [self] connection in
-                outcome.value = Result { try transaction(&connection, write: false, box.value!) }
+                outcome.value = Result { try read(&connection, box.value!) }
                 box.value = nil
                 done.signal()
             }, failure: { error in
@@ -114,6 +109,7 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
 
     /// Runs what is queued, then closes every connection.
     func close() {
+        writer.close()
         condition.lock()
         closed = true
         spare.removeAll()
@@ -124,19 +120,17 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
 
     // MARK: Transactions
 
-    /// Runs `body` in one transaction on the worker's connection: again after
-    /// a serialization failure (writes), on a new connection when the old one
-    /// turns out lost at BEGIN (before anything ran), and `StoreUnavailable`
-    /// when the connection is lost later or cannot be opened.
-    private func transaction<T>(_ connection: inout PostgresConnection?, write: Bool, _ body: (any SQLDatabase) throws -> T) throws -> T {
-        let begin = write ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
-        var attempts = 0
+    /// Runs `body` in one read transaction on the worker's connection: again
+    /// on a new connection when the old one turns out lost at BEGIN (before
+    /// anything ran), and `StoreUnavailable` when the connection is lost later
+    /// or cannot be opened.
+    private func read<T>(_ connection: inout PostgresConnection?, _ body: (any SQLDatabase) throws -> T) throws -> T {
         var reconnected = false
         while true {
-            let db = try ready(&connection)
+            let db = try PostgresConnection.ready(&connection, url: url)
             db.clearLastError()
             do {
-                try db.exec(begin)
+                try db.exec("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             } catch let error as PostgresError where error.isConnectionLost {
                 connection = nil
                 // A connection that died while idle (the server restarted): nothing ran yet.
@@ -154,11 +148,6 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
                     throw db.lastError ?? PostgresError(message: "the transaction failed")
                 }
                 try db.exec("COMMIT")
-                if write {
-                    condition.lock()
-                    committed += 1
-                    condition.unlock()
-                }
                 return value
             } catch {
                 // What ended the transaction, also when the body threw an error of its own about it.
@@ -175,29 +164,11 @@ final class PostgresEngine: StoreEngine, @unchecked Sendable {
                         throw StoreUnavailable("\(error)")
                     }
                 }
-                attempts += 1
-                if write, let cause, cause.isRetryable, attempts < maxAttempts {
-                    // A short random pause, longer as conflicts repeat, so the contenders part.
-                    usleep(UInt32.random(in: 100...(1000 * UInt32(min(attempts, 20)))))
-                    continue
-                }
                 throw error
             }
         }
     }
 
-    /// The worker's connection, opened when it has none.
-    private func ready(_ connection: inout PostgresConnection?) throws -> PostgresConnection {
-        if let open = connection, !open.isBroken { return open }
-        connection = nil
-        do {
-            let open = try PostgresConnection(url: url)
-            connection = open
-            return open
-        } catch let error as PostgresError {
-            throw StoreUnavailable(error.message)
-        }
-    }
 
     // MARK: Workers
 
