@@ -78,6 +78,12 @@ final class StoreDeliveryQueue: DeliveryQueue {
         SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
         FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
         """)
+    /// The same for the deliveries just claimed (PostgreSQL: seqs as one comma-separated text), oldest first.
+    static let deliveriesSQL = SQL("""
+        SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
+        FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq
+        WHERE d.seq = ANY(string_to_array(?, ',')::bigint[]) ORDER BY d.next_attempt_at, d.seq
+        """)
 
     /// Up to `limit` due deliveries of one subscription, oldest first, not
     /// counting those in `busy` (in flight: still due in the database until
@@ -85,21 +91,25 @@ final class StoreDeliveryQueue: DeliveryQueue {
     /// payload; the in-flight ones are skipped by seq alone.
     func due(subscription: Int64, now: Int64, limit: Int, excluding busy: Set<Int64>) throws -> [DueDelivery] {
         let db = try db()
-        let seqs: [Int64]
         if db.dialect == .postgres {
-            seqs = try claim(db, subscription: subscription, now: now, limit: limit).filter { !busy.contains($0) }
-        } else {
-            seqs = Array(try db.query(StoreDeliveryQueue.dueSQL, [.integer(subscription), .integer(now), .int(limit + busy.count)]) { $0.int(0) }
-                .filter { !busy.contains($0) }
-                .prefix(limit))
+            let seqs = try claim(db, subscription: subscription, now: now, limit: limit).filter { !busy.contains($0) }
+            guard !seqs.isEmpty else { return [] }
+            // All in one round trip: each one costs the dispatcher's thread a wait on the server.
+            return try db.query(StoreDeliveryQueue.deliveriesSQL, [.text(seqs.map(String.init).joined(separator: ","))],
+                                map: StoreDeliveryQueue.dueDelivery)
         }
+        let seqs = try db.query(StoreDeliveryQueue.dueSQL, [.integer(subscription), .integer(now), .int(limit + busy.count)]) { $0.int(0) }
+            .filter { !busy.contains($0) }
+            .prefix(limit)
         return try seqs.compactMap { seq in
-            try db.queryOne(StoreDeliveryQueue.deliverySQL, [.integer(seq)]) { row in
-                DueDelivery(
-                    seq: row.int(0), attempts: Int(row.int(1)), eventSeq: row.int(2), eventId: row.text(3), type: row.text(4),
-                    domain: row.optionalText(5), tenantId: row.optionalText(6), payload: row.blob(7), createdAt: row.int(8))
-            }
+            try db.queryOne(StoreDeliveryQueue.deliverySQL, [.integer(seq)], map: StoreDeliveryQueue.dueDelivery)
         }
+    }
+
+    static func dueDelivery(_ row: SQLRow) -> DueDelivery {
+        DueDelivery(
+            seq: row.int(0), attempts: Int(row.int(1)), eventSeq: row.int(2), eventId: row.text(3), type: row.text(4),
+            domain: row.optionalText(5), tenantId: row.optionalText(6), payload: row.blob(7), createdAt: row.int(8))
     }
 
     /// Claims up to `limit` due heads of one subscription for this instance,
@@ -144,10 +154,16 @@ final class StoreDeliveryQueue: DeliveryQueue {
             [.integer(now + claimLease), .text(instance), .text(deliveries.map(String.init).joined(separator: ","))])
     }
 
-    /// PostgreSQL only (renewing is a no-op on SQLite): the seqs go as one comma-separated text.
+    /// PostgreSQL only (renewing is a no-op on SQLite): the seqs go as one
+    /// comma-separated text. Rows an outcome write holds are skipped, not
+    /// waited for: that write ends the claim anyway, and waiting on rows
+    /// locked in another order deadlocked.
     static let renewSQL = SQL("""
         UPDATE deliveries SET claimed_until = ?
-        WHERE claimed_by = ? AND state = 0 AND seq = ANY(string_to_array(?, ',')::bigint[])
+        WHERE seq IN (
+            SELECT seq FROM deliveries
+            WHERE claimed_by = ? AND state = 0 AND seq = ANY(string_to_array(?, ',')::bigint[])
+            FOR UPDATE SKIP LOCKED)
         """)
 
     static let lockSubscriptionSQL = SQL("SELECT 1 FROM subscriptions WHERE seq = ? FOR UPDATE")
@@ -155,7 +171,8 @@ final class StoreDeliveryQueue: DeliveryQueue {
     /// The subscription's breaker as stored, and its live claims.
     static let claimStateSQL = SQL("""
         SELECT failures, failed_probes, probe_not_before, down_since,
-            (SELECT count(*) FROM deliveries WHERE subscription_seq = ? AND state = 0 AND claimed_until > ?)
+            (SELECT count(*) FROM deliveries
+             WHERE subscription_seq = ? AND state = 0 AND claimed_until IS NOT NULL AND claimed_until > ?)
         FROM subscriptions WHERE seq = ?
         """)
 
@@ -165,7 +182,7 @@ final class StoreDeliveryQueue: DeliveryQueue {
         WHERE seq IN (
             SELECT seq FROM deliveries
             WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)
-            ORDER BY next_attempt_at, seq LIMIT ? FOR UPDATE SKIP LOCKED)
+            ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED)
         RETURNING seq
         """)
 

@@ -97,6 +97,8 @@ enum PostgresSchema {
         -- The dispatcher's claim: due heads of one subscription, oldest first,
         -- skipping those another instance holds (the lease read from the index).
         CREATE INDEX deliveries_due ON deliveries(subscription_seq, next_attempt_at) INCLUDE (claimed_until) WHERE state = 0;
+        -- The claims in flight (an outcome clears its claim): counted per subscription at each claim.
+        CREATE INDEX deliveries_claimed ON deliveries(subscription_seq, claimed_until) WHERE state = 0 AND claimed_until IS NOT NULL;
         -- A tenant's deliveries, and its derived status.
         CREATE INDEX deliveries_by_tenant ON deliveries(tenant_seq, state);
         -- A subscription's deliveries filtered by state, in event order.

@@ -179,6 +179,7 @@ enum Schema {
         """
         ALTER TABLE deliveries ADD COLUMN claimed_until INTEGER;
         ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+        CREATE INDEX deliveries_claimed ON deliveries(subscription_seq, claimed_until) WHERE state = 0 AND claimed_until IS NOT NULL;
         """,
     ]
 
