@@ -20,8 +20,10 @@ final class PostgresGroupWriter: @unchecked Sendable {
     private var stopped = false
     private var committed = 0
     private let maxGroup = 256
-    /// How many times a group runs at most when it keeps conflicting.
-    private let maxAttempts = 50
+    /// How long a group keeps running again while it conflicts (ms): groups
+    /// of several instances that lock the same subscriptions in another
+    /// order deadlock or fail to serialize, and one of them runs again.
+    private let patienceMillis: Int64 = 30_000
 
     init(url: String) {
         self.url = url
@@ -80,6 +82,7 @@ final class PostgresGroupWriter: @unchecked Sendable {
     private func commit(_ group: [WriteJob], _ connection: inout PostgresConnection?) {
         var attempts = 0
         var reconnected = false
+        let giveUpAt = WallClock.nowMillis() + patienceMillis
         while true {
             do {
                 switch try attempt(group, &connection) {
@@ -92,10 +95,10 @@ final class PostgresGroupWriter: @unchecked Sendable {
                 case .alone:
                     return
                 }
-            } catch let error as PostgresError where error.isRetryable && attempts + 1 < maxAttempts {
+            } catch let error as PostgresError where error.isRetryable && WallClock.nowMillis() < giveUpAt {
                 attempts += 1
-                // A short random pause, longer as conflicts repeat, so the contenders part.
-                usleep(UInt32.random(in: 100...(1000 * UInt32(min(attempts, 20)))))
+                // A random pause, longer as conflicts repeat (up to 50 ms), so the contenders part.
+                usleep(UInt32.random(in: 100...(1000 * UInt32(min(attempts, 50)))))
             } catch let error as Reconnect where !reconnected {
                 // A connection that died while idle (the server restarted): nothing ran yet.
                 _ = error
@@ -108,6 +111,9 @@ final class PostgresGroupWriter: @unchecked Sendable {
         }
     }
 
+    /// The session lock the instances' writers take turns with (the migrations' key + 1).
+    static let lockKey = PostgresSchema.lockKey + 1
+
     private enum Outcome { case committed, alone }
 
     /// The connection was found lost at BEGIN: worth one more try on a new one.
@@ -119,11 +125,19 @@ final class PostgresGroupWriter: @unchecked Sendable {
         let db = try PostgresConnection.ready(&connection, url: url)
         db.clearLastError()
         do {
+            // One group at a time across all instances, taken before BEGIN so
+            // that the transaction's snapshot comes after the previous group's
+            // commit. Groups that overlapped locked the subscriptions' rows in
+            // different orders: they deadlocked (each found only after
+            // deadlock_timeout) or failed to serialize, again and again.
+            try db.exec("SELECT pg_advisory_lock(\(PostgresGroupWriter.lockKey))")
             try db.exec("BEGIN ISOLATION LEVEL SERIALIZABLE")
         } catch let error as PostgresError where error.isConnectionLost {
             connection = nil
             throw Reconnect(message: error.message)
         }
+        // A lost connection lets go of the lock by itself.
+        defer { if !db.isBroken { try? db.exec("SELECT pg_advisory_unlock(\(PostgresGroupWriter.lockKey))") } }
         do {
             if group.count == 1, let job = group.first {
                 // A job alone needs no savepoint: if it fails, the transaction is its own to undo.
