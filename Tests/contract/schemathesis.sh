@@ -14,12 +14,16 @@ run() {
         -H "Authorization: Bearer $TOKEN" -n "$EXAMPLES" --seed 20261129 \
         --phases examples,coverage,fuzzing --workers 2 "$@"
 }
-# Everything but the three list operations with an `after` cursor, with every check.
+# Everything but the operations below, with every check.
 run --checks all --exclude-operation-id listTenants --exclude-operation-id listSubscriptionDeliveries \
-    --exclude-operation-id listTenantEvents
-# The list operations: a schema-valid `after` the server never issued is a
-# 400 by contract, which "positive data acceptance" cannot know. The events
-# of a tenant are such a list too (its cursor is an event id).
+    --exclude-operation-id listTenantEvents --exclude-operation-id createSubscription \
+    --exclude-operation-id updateSubscription
+# Operations where a schema-valid value is a 400 by contract, which "positive
+# data acceptance" cannot know: an `after` cursor the server never issued (the
+# list operations; the events of a tenant are such a list too, its cursor an
+# event id), and a webhook URL libcurl would send elsewhere than it reads
+# (`HTTPS://000…0` is host 0.0.0.0), which no JSON Schema pattern can tell.
 run --checks all --exclude-checks positive_data_acceptance \
     --include-operation-id listTenants --include-operation-id listSubscriptionDeliveries \
-    --include-operation-id listTenantEvents
+    --include-operation-id listTenantEvents --include-operation-id createSubscription \
+    --include-operation-id updateSubscription
