@@ -7,9 +7,12 @@ TOKEN=bench-token
 WORK=$(mktemp -d /tmp/provisiond-bench.XXXXXX)
 PIDS=()
 
+# A script that starts more (a database server) defines bench_cleanup, run
+# after its processes stopped.
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    if declare -F bench_cleanup > /dev/null; then bench_cleanup || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -52,6 +52,11 @@ def field(line, name):
     return float(m.group(1)) if m else None
 
 
+def field_text(line, name):
+    m = re.search(rf"\b{name}=(\S+)", line or "")
+    return m.group(1) if m else "?"
+
+
 def verdict(*checks):
     """'yes', or what is missed, in bold."""
     missed = [name for name, ok in checks if ok is False]
@@ -102,10 +107,15 @@ for name, s in sections.items():
     non2xx = sum(r[2] for r in rounds)
     ceiling = median(ceilings)
     cpu = num(s.get("cpu_us"))
+    pg_cpu = num(s.get("pg_cpu_us"))
+    instances = int(s.get("instances") or 1)
     ratio = median(ratios)
+    cpu_text = f"{cpu:.0f} µs of provisiond CPU per tenant" + (f" ({instances} instances summed)" if instances > 1 else "")
+    if pg_cpu is not None:
+        cpu_text += f" + {pg_cpu:.0f} µs of PostgreSQL's"
     rows.append([
-        f"`POST /tenants` ({store}), 3 subscriptions paused, 64 clients",
-        f"{rate(accepted, 'tenants/s')}, {cpu:.0f} µs of provisiond CPU per tenant, p99 {p99:.1f} ms",
+        f"`POST /tenants` ({store}), 3 subscriptions paused, 64 clients" + (f" split over {instances} instances" if instances > 1 else ""),
+        f"{rate(accepted, 'tenants/s')}, {cpu_text}, p99 {p99:.1f} ms",
         f"{s.get('ceiling_label', '')}: {rate(ceiling, 'rows/s')} ÷ {per:g} rows per tenant = {rate(ceiling / per, 'tenants/s')}"
         if ratio else "not measured (BENCH_STORE_CEILING, BENCH_ROWS_PER_TENANT)",
         pct(ratio),
@@ -118,8 +128,14 @@ for name, s in sections.items():
         f"{non2xx:.0f} answers not 2xx; the ceiling ran before the first round and after each "
         f"({', '.join(rate(c, 'rows/s') for c in ceilings)}), the ratio is the median of the rounds' ratios "
         f"({', '.join(pct(r) for r in ratios)}), each against the mean of the ceilings around it; "
-        + (f"rows one publish writes, counted by triggers (+ insert, ~ update, − delete): {s['rows_detail']}."
-           if s.get("rows_detail") else "rows per tenant not counted for this store."))
+        + (f"rows one publish writes, {s.get('rows_how', 'counted by triggers')} (+ insert, ~ update, − delete): {s['rows_detail']}."
+           if s.get("rows_detail") else "rows per tenant not counted for this store.")
+        + (f" {instances} instances on one database, one wrk -t1 -c{64 // instances} at each at the same time: tenants/s "
+           f"summed (per instance, round by round: {', '.join(field_text(l, 'rps_each') for l in s.all('line'))}), "
+           "p99 the higher of the two wrk's, CPU summed over the instances." if instances > 1 else "")
+        + (f" PostgreSQL's CPU: its backends for this database and the WAL writer, checkpointer and background writer; "
+           f"{int(s['rollbacks']):,} transactions rolled back over the run (a write run again after a serialization "
+           f"failure, {int(s['rollbacks']) / int(s['tenants']):.2f} per tenant)." if s.get("rollbacks") else ""))
 
 for name, s in sections.items():
     if not name.startswith("fanout:"):
@@ -128,6 +144,7 @@ for name, s in sections.items():
     dps = delivered / seconds
     curl = num(s["curl_posts_per_s"])
     ratio = dps / curl if curl else None
+    instances = int(s.get("instances") or 1)
     rows.append([
         f"fan-out ({store}), {n:,} tenants × 3 nginx receivers",
         rate(dps, "deliveries/s"),
@@ -137,7 +154,12 @@ for name, s in sections.items():
         verdict(("ratio", ratio and ratio >= 0.50), ("all delivered", delivered == 3 * n)),
     ])
     notes.append(f"fan-out ({store}): {delivered:,} of {3 * n:,} deliveries in {seconds:.2f} s from unpausing to an empty "
-                 "backlog; the libcurl figure is the mean of a run just before and one just after.")
+                 "backlog; the libcurl figure is the mean of a run just before and one just after."
+                 + (f" {instances} instances, the tenants published through each in equal parts, all dispatching; "
+                    f"delivered by each: {s.get('delivered_each', '?')}; the total counted in the database."
+                    if instances > 1 else "")
+                 + (f" Publishing the {n:,} tenants before, {int(s['publish_retried']):,} answers were 5xx and sent again."
+                    if int(s.get("publish_retried") or 0) else ""))
 
 for name, s in sections.items():
     if not name.startswith("latency:"):
@@ -166,7 +188,8 @@ print("## `make bench`: issue 12's table\n")
 quick = " **BENCH_QUICK=1**: small runs, to check the script, not figures to compare." if run.get("quick") == "1" else ""
 print(f"{run.get('date', '?')}, commit {run.get('commit', '?')}, release build, {run.get('cores', '?')} cores, "
       f"1/5/15-min load average {run.get('load_start', '?')} at the start, {run.get('load_end', '?')} at the end."
-      f" Every limit was measured in this run, beside its figure.{quick}\n")
+      f" Every limit was measured in this run, beside its figure.{quick}"
+      + (f" PostgreSQL rows: {run['pg_server']}, on 127.0.0.1." if run.get("pg_server") else "") + "\n")
 print("| figure | provisiond | limit in the same run | ratio | target | met |")
 print("|---|---|---|---:|---|---|")
 for row in rows:

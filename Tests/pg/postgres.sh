@@ -9,6 +9,12 @@
 # already running. As root (CI), initdb and postgres refuse to run, so they run
 # as the `postgres` system user, which then owns the data directory; when that
 # user cannot reach the build folder, the data directory goes under /tmp.
+#
+# The server is fast rather than durable (fsync off), as tests want. With
+# PG_TEST_DURABLE=1 it starts with fsync, synchronous_commit and
+# full_page_writes on, as a production server runs, for figures that mean a
+# commit is on disk (bench/table.sh); give it a PG_TEST_DIR of its own, since
+# `start` hands back a server already running in that directory as it is.
 set -eu
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -107,10 +113,14 @@ start() {
     fi
     prepare
     data=$(data_dir)
+    options=
+    if [ "${PG_TEST_DURABLE:-0}" = 1 ]; then
+        options=" -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    fi
     # A port taken between choosing and binding it: try another.
     for try in 1 2 3 4 5; do
         port=$(free_port)
-        if as_server "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 -o "-p $port" start >/dev/null 2>&1; then
+        if as_server "$PG_BIN/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 -o "-p $port$options" start >/dev/null 2>&1; then
             echo "postgres://postgres@127.0.0.1:$port/postgres" >"$url_file"
             cat "$url_file"
             return
