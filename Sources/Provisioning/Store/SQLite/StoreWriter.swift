@@ -110,7 +110,7 @@ final class StoreWriter: @unchecked Sendable {
         // A job alone needs no savepoint: if it fails, the transaction is its own to undo.
         if group.count == 1, let job = group.first {
             if job.run(connection) { return commitRun(group) }
-            try? connection.run(StoreWriter.rollback)
+            _ = try? connection.run(StoreWriter.rollback)
             job.complete(commitError: nil)
             return nil
         }
@@ -128,7 +128,7 @@ final class StoreWriter: @unchecked Sendable {
                 // transaction back, see below). This job's writes can then only be
                 // undone with the whole transaction.
                 job.fail(error)
-                try? connection.run(StoreWriter.rollback)
+                _ = try? connection.run(StoreWriter.rollback)
             }
             // Some errors (interrupt, disk full, I/O error) make SQLite roll back
             // the whole transaction, not just the savepoint: the jobs before this
@@ -154,7 +154,7 @@ final class StoreWriter: @unchecked Sendable {
             condition.unlock()
             for job in group { job.complete(commitError: nil) }
         } catch {
-            try? connection.run(StoreWriter.rollback)
+            _ = try? connection.run(StoreWriter.rollback)
             for job in group { job.complete(commitError: error) }
         }
         return nil
