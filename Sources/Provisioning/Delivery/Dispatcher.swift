@@ -185,6 +185,12 @@ final class Dispatcher: @unchecked Sendable {
                     for attempt in attempts.values { curl.remove(attempt) }
                     attempts.removeAll()
                     if awaitingCommit == 0 { break }
+                    // Outcomes the store still cannot take (the database is gone): their
+                    // deliveries stay pending and go out again after a restart; stop anyway.
+                    if now >= stopDeadline + 5000 {
+                        logger.warning("stopping with \(awaitingCommit) delivery outcomes not written: those deliveries stay pending and will be sent again")
+                        break
+                    }
                 }
             } else if box.wake || !box.committed.isEmpty || queue.takeNotifications() || now >= nextScanAt {
                 scan(now: now)
