@@ -127,6 +127,12 @@ final class Connection: @unchecked Sendable {
         if closeAfter { stopParsing = true }
         let slot = Slot(isHead: request.method == "HEAD", isHTTP10: request.version == .http1_0, closeAfter: closeAfter)
         slots.append(slot)
+        // Answered here when it needs no wait: no hop to the task pool and back.
+        if let immediate = server.immediate, let response = immediate(request) {
+            fill(slot, with: response)
+            flush()
+            return
+        }
         let handler = server.handler
         let loop = self.loop
         Task {

@@ -6,18 +6,24 @@ import Logging
 import Synchronization
 
 public typealias HTTPHandler = @Sendable (HTTPRequest) async -> HTTPResponse
+/// Answers a request on the event loop itself when it can without waiting
+/// (nil: not this one, the handler takes it). It must not block: it runs on
+/// the thread that serves every connection of its loop.
+public typealias HTTPImmediateHandler = @Sendable (HTTPRequest) -> HTTPResponse?
 
 /// What every connection shares: limits, the handler, and counters.
 final class ServerContext: Sendable {
     let limits: HTTPLimits
     let handler: HTTPHandler
+    let immediate: HTTPImmediateHandler?
     let sweepIntervalMs: Int
     private let openConnections = Atomic<Int>(0)
     private let shuttingDown = Atomic<Bool>(false)
 
-    init(limits: HTTPLimits, handler: @escaping HTTPHandler) {
+    init(limits: HTTPLimits, handler: @escaping HTTPHandler, immediate: HTTPImmediateHandler?) {
         self.limits = limits
         self.handler = handler
+        self.immediate = immediate
         // Check deadlines often enough for the shortest timeout to be kept to within ~25%.
         let shortest = [limits.headTimeout, limits.bodyTimeout, limits.idleTimeout, limits.writeTimeout].min()!
         sweepIntervalMs = max(5, min(250, Int(shortest.nanoseconds / 4_000_000)))
@@ -65,11 +71,11 @@ public final class HTTPServer: Sendable {
     /// `listener`: a socket bound earlier with `HTTPListener.bind`, so a
     /// caller can learn that its port is usable before it does anything else.
     public init(configuration: Configuration, listener bound: HTTPListener? = nil, logger: Logger = Logger(label: "http"),
-                handler: @escaping HTTPHandler) throws {
+                immediate: HTTPImmediateHandler? = nil, handler: @escaping HTTPHandler) throws {
         self.configuration = configuration
         listener.withLock { $0 = bound.map { ($0.fd, $0.port) } }
         self.logger = logger
-        context = ServerContext(limits: configuration.limits, handler: handler)
+        context = ServerContext(limits: configuration.limits, handler: handler, immediate: immediate)
         let count = configuration.eventLoopCount > 0 ? configuration.eventLoopCount : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         loops = try (0..<max(1, count)).map { try EventLoop(name: "http-loop-\($0)") }
     }

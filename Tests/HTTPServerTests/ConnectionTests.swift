@@ -31,6 +31,25 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(server.server.openConnections, 1, "all ten requests went over one connection")
     }
 
+    /// An immediate answer (on the event loop, no task) still goes out in
+    /// request order: behind a slow answer pipelined before it.
+    func testImmediateAnswersKeepPipelineOrder() throws {
+        let server = try TestServer(immediate: { request in
+            request.target == "/now" ? HTTPResponse(status: 200, body: Array("immediate".utf8)) : nil
+        })
+        defer { server.stop() }
+        let client = try server.client()
+        XCTAssertTrue(client.send(httpRequest("GET", "/slow?ms=300&id=first") + httpRequest("GET", "/now") + httpRequest("GET", "/info")))
+        let first = try client.readResponse()
+        XCTAssertEqual(first.text, "first", "the slow answer, asked first, comes first")
+        let now = try client.readResponse()
+        XCTAssertEqual(now.status, 200)
+        XCTAssertEqual(now.text, "immediate")
+        assertStandardHeaders(now)
+        let info = try client.readResponse()
+        XCTAssertTrue(info.text.contains("path=/info"), "what the immediate handler declines goes to the handler: \(info.text)")
+    }
+
     func testCurlReusesTheConnection() throws {
         let server = try TestServer()
         defer { server.stop() }

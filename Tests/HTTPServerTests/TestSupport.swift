@@ -167,9 +167,10 @@ final class TestServer: @unchecked Sendable {
         return limits
     }
 
-    init(limits: HTTPLimits = TestServer.quickLimits(), eventLoops: Int = 2, host: String = "127.0.0.1", handler: HTTPHandler? = nil) throws {
+    init(limits: HTTPLimits = TestServer.quickLimits(), eventLoops: Int = 2, host: String = "127.0.0.1",
+         immediate: HTTPImmediateHandler? = nil, handler: HTTPHandler? = nil) throws {
         let configuration = HTTPServer.Configuration(host: host, port: 0, eventLoopCount: eventLoops, limits: limits)
-        server = try HTTPServer(configuration: configuration, handler: handler ?? TestApp.handler(probe: probe, gate: gate))
+        server = try HTTPServer(configuration: configuration, immediate: immediate, handler: handler ?? TestApp.handler(probe: probe, gate: gate))
         port = try server.start()
     }
 

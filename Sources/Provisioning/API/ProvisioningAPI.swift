@@ -16,6 +16,19 @@ struct ProvisioningAPI: Sendable {
     /// Called after a `deliver: all` subscription was created.
     let backfillRequested: @Sendable () -> Void
 
+    /// The liveness probe, answered on the event loop (see `HTTPImmediateHandler`):
+    /// it reads nothing, and is the request load balancers send most.
+    func makeImmediateHandler() -> HTTPImmediateHandler {
+        let metrics = metrics
+        return { request in
+            guard request.target == "/healthz", request.method == "GET" || request.method == "HEAD" else { return nil }
+            metrics.request(method: Metrics.methodLabel(request.method), route: "/healthz", status: 200)
+            return ProvisioningAPI.healthy
+        }
+    }
+
+    static let healthy = HTTPResponse.json(200, .object([("status", .string("ok"))]))
+
     func makeHandler() -> HTTPHandler {
         let router = makeRouter()
         return { request in
@@ -89,7 +102,7 @@ struct ProvisioningAPI: Sendable {
     private func makeRouter() -> Router {
         var router = Router()
         router.get("/") { _ in StatusPage.response }
-        router.get("/healthz") { _ in .json(200, .object([("status", .string("ok"))])) }
+        router.get("/healthz") { _ in ProvisioningAPI.healthy }
         router.get("/readyz") { _ in
             await store.isUsable()
                 ? .json(200, .object([("status", .string("ok"))]))

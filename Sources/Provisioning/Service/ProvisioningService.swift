@@ -87,7 +87,9 @@ package final class ProvisioningService: Sendable {
             deliveriesCreated: { dispatcher.wake() },
             subscriptionRevived: { dispatcher.probeNow(subscriptionId: $0) },
             backfillRequested: { backfill.request() })
-        server = try HTTPServer(configuration: serverConfiguration, listener: listener, logger: logger, handler: api.makeHandler())
+        server = try HTTPServer(
+            configuration: serverConfiguration, listener: listener, logger: logger,
+            immediate: api.makeImmediateHandler(), handler: api.makeHandler())
     }
 
     /// Starts serving; returns the bound port.
