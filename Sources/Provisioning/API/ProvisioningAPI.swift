@@ -339,10 +339,6 @@ struct ProvisioningAPI: Sendable {
         } catch let error as SQLiteError {
             logger.error("database error: \(error)")
             return .problem(503, detail: "database: \(error.message); try again", headers: ProvisioningAPI.retryAfter)
-        } catch let error as PostgresError where error.isRetryable {
-            // Conflicts with other instances' writes that did not clear: nothing was changed.
-            logger.error("database conflict: \(error)")
-            return .problem(503, detail: "database busy; try again", headers: ProvisioningAPI.retryAfter)
         } catch let error as StoreUnavailable {
             // PostgreSQL is gone for now: nothing was changed, and the same request will work once it is back.
             logger.error("database unavailable: \(error)")

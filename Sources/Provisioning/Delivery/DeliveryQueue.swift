@@ -19,6 +19,8 @@ protocol DeliveryQueue: AnyObject {
     /// change (worked out from the stored ones) and the operational events
     /// those cause. `completion` runs once they are committed (or could not be).
     func record(_ reports: [AttemptReport], now: Int64, completion: @escaping @Sendable (Result<Recorded, Error>) -> Void)
+    /// Whether claims have leases to renew (PostgreSQL; SQLite has one dispatcher).
+    var leasesClaims: Bool { get }
     /// Extends this instance's claims on `deliveries` (attempts in flight, or
     /// whose outcome is not written yet), so that a live instance keeps them
     /// however long an attempt takes, and only a dead one's lapse. No-op on SQLite.

@@ -290,7 +290,7 @@ final class Dispatcher: @unchecked Sendable {
 
     /// Every second, the leases of what is busy here (see `DeliveryQueue.renewClaims`).
     private func renewClaims(now: Int64) {
-        guard now - claimsRenewedAt >= 1000 else { return }
+        guard queue.leasesClaims, now - claimsRenewedAt >= 1000 else { return }
         claimsRenewedAt = now
         let held = subscriptions.values.flatMap(\.busy)
         do {

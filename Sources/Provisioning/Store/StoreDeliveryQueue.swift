@@ -74,16 +74,14 @@ final class StoreDeliveryQueue: DeliveryQueue {
     static let dueSQL = SQL(
         "SELECT seq FROM deliveries WHERE subscription_seq = ? AND state = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?")
     /// One delivery with its event and tenant (primary keys).
-    static let deliverySQL = SQL("""
-        SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
-        FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq WHERE d.seq = ?
-        """)
-    /// The same for the deliveries just claimed (PostgreSQL: seqs as one comma-separated text), oldest first.
-    static let deliveriesSQL = SQL("""
+    private static let dueDeliverySelect = """
         SELECT d.seq, d.attempts, e.seq, e.id, e.type, e.domain, t.id, e.payload, e.created_at
         FROM deliveries d JOIN events e ON e.seq = d.event_seq LEFT JOIN tenants t ON t.seq = d.tenant_seq
-        WHERE d.seq = ANY(string_to_array(?, ',')::bigint[]) ORDER BY d.next_attempt_at, d.seq
-        """)
+        """
+    static let deliverySQL = SQL(dueDeliverySelect + " WHERE d.seq = ?")
+    /// The same for the deliveries just claimed (PostgreSQL: seqs as one comma-separated text), oldest first.
+    static let deliveriesSQL = SQL(
+        dueDeliverySelect + " WHERE d.seq = ANY(string_to_array(?, ',')::bigint[]) ORDER BY d.next_attempt_at, d.seq")
 
     /// Up to `limit` due deliveries of one subscription, oldest first, not
     /// counting those in `busy` (in flight: still due in the database until
@@ -148,8 +146,10 @@ final class StoreDeliveryQueue: DeliveryQueue {
         }
     }
 
+    var leasesClaims: Bool { engine.dialect == .postgres }
+
     func renewClaims(_ deliveries: [Int64], now: Int64) throws {
-        guard engine.dialect == .postgres, !deliveries.isEmpty else { return }
+        guard leasesClaims, !deliveries.isEmpty else { return }
         try db().run(StoreDeliveryQueue.renewSQL,
             [.integer(now + claimLease), .text(instance), .text(deliveries.map(String.init).joined(separator: ","))])
     }

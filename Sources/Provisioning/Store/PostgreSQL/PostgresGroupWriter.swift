@@ -104,7 +104,15 @@ final class PostgresGroupWriter: @unchecked Sendable {
                 _ = error
                 reconnected = true
             } catch {
-                let failure: Error = (error as? Reconnect).map { StoreUnavailable($0.message) } ?? error
+                // For the caller, a conflict that outlasted the patience is the database being unavailable for now.
+                let failure: Error
+                if let reconnect = error as? Reconnect {
+                    failure = StoreUnavailable(reconnect.message)
+                } else if let conflict = error as? PostgresError, conflict.isRetryable {
+                    failure = StoreUnavailable("writes of other instances kept conflicting: \(conflict.message)")
+                } else {
+                    failure = error
+                }
                 for job in group { job.abandon(failure) }
                 return
             }
